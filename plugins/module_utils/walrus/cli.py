@@ -1,0 +1,145 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The `walrus` command: a thin face over the engine.
+
+PostgreSQL runs `walrus wal-push %p` once per WAL file and `walrus wal-fetch %f %p` once per
+file during recovery. Their fast paths (file already pushed ahead / already prefetched) run
+before argparse and before anything heavy is imported.
+"""
+import os
+import sys
+
+from . import config
+from .errors import EXIT_USAGE, NotFound, WalrusError
+
+EXIT_CODES_HELP = """exit codes:
+  0  success
+  1  wal-fetch: the file is not in the repository (normal at the end of recovery)
+  2  usage or configuration error (bad arguments, malformed WAL name, bad config file)
+  3  storage error (unreachable, credentials rejected, bucket or directory missing, disk full)
+  4  integrity error (a stored object is corrupt, truncated or not a walrus object)
+  5  conflict (different content already stored under that name; another cluster's repository)
+
+settings: flags, then WALRUS_* environment variables, then the config file
+(--config, WALRUS_CONFIG, or /etc/walrus/walrus.conf). S3 connection settings are boto3's:
+AWS_ENDPOINT_URL_S3, AWS_REGION, AWS_CA_BUNDLE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE. See docs/configuration.md.
+"""
+
+
+def _fail(message, code):
+    sys.stderr.write("walrus: error: %s\n" % message)
+    return code
+
+
+def _fast_path(argv):
+    """Handle `wal-push PATH` / `wal-fetch NAME DEST` without importing the engine when the
+    work was already done ahead. Returns an exit code, or None to take the full path."""
+    if len(argv) == 2 and argv[0] == "wal-push":
+        from . import lookahead
+        path = argv[1]
+        settings = config.load()
+        pg_wal = os.path.dirname(os.path.abspath(path))
+        if lookahead.take(lookahead.default_dir(settings, pg_wal), path, os.path.basename(path)):
+            return 0
+    elif len(argv) == 3 and argv[0] == "wal-fetch" and len(argv[1]) == 24:
+        from . import prefetch
+        settings = config.load()
+        if settings.prefetch > 0:
+            pg_wal = os.path.dirname(os.path.abspath(argv[2]))
+            if prefetch.take(prefetch.default_dir(settings, pg_wal), argv[1], argv[2], prefetch.WAIT_SECONDS):
+                return 0
+    return None
+
+
+def build_parser():
+    import argparse
+    from .version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="walrus",
+        description="PostgreSQL WAL archiving and point-in-time recovery to S3 or a local directory.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version="walrus %s" % __version__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repo", help="repository: s3://bucket/prefix, file:///path or /path (WALRUS_REPO)")
+    common.add_argument("--config", help="config file (WALRUS_CONFIG; default /etc/walrus/walrus.conf if present)")
+    common.add_argument("--compression", choices=("lz4", "zstd", "none"), help="compression for new objects (default lz4)")
+    common.add_argument("--upload-concurrency", type=int, dest="upload_concurrency",
+                        help="parallel transfers of one process (default 4)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    push = sub.add_parser("wal-push", parents=[common], help="archive one WAL file (archive_command = 'walrus wal-push %%p')",
+                          description="Store a WAL file durably in the repository; also push ahead the next .ready files.")
+    push.add_argument("path", help="the WAL file, as PostgreSQL passes it in %%p")
+    push.add_argument("--lookahead", type=int, help="how many other .ready files to push ahead (default 16, 0 = off)")
+    fetch = sub.add_parser("wal-fetch", parents=[common], help="restore one WAL file (restore_command = 'walrus wal-fetch %%f %%p')",
+                           description="Write an archived WAL file to DEST. Exits 1, quietly, when it is not archived.")
+    fetch.add_argument("name", help="the WAL file name, as PostgreSQL passes it in %%f")
+    fetch.add_argument("dest", help="where to write it, as PostgreSQL passes it in %%p")
+    fetch.add_argument("--prefetch", type=int, help="segments to fetch ahead in the background (default 8, 0 = off)")
+    check = sub.add_parser("check", parents=[common], help="check the repository: reachable, credentials, identity",
+                           description="Check that the repository is reachable with the configured credentials and, "
+                                       "given a data directory, that it belongs to that cluster.")
+    check.add_argument("--pgdata", help="data directory whose system identifier must match the repository (PGDATA)")
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def _settings(args):
+    explicit = {}
+    for name in ("repo", "config", "compression", "upload_concurrency", "lookahead", "prefetch"):
+        explicit[name] = getattr(args, name, None)
+    return config.load(explicit)
+
+
+def cmd_wal_push(args):
+    from . import wal
+    wal.push(_settings(args), args.path)
+    return 0
+
+
+def cmd_wal_fetch(args):
+    from . import wal
+    try:
+        wal.fetch(_settings(args), args.name, args.dest)
+    except NotFound:
+        return 1  # quiet: PostgreSQL asks for files that do not exist as a matter of course
+    return 0
+
+
+def cmd_check(args):
+    import json
+    from . import check
+    result = check.run(_settings(args), args.pgdata or os.environ.get("PGDATA"))
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        for line in check.render(result):
+            print(line)
+    return 0 if result["ok"] else 3
+
+
+COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check}
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        code = _fast_path(argv)
+        if code is not None:
+            return code
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help()
+            return EXIT_USAGE
+        return COMMANDS[args.command](args)
+    except WalrusError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return _fail("interrupted", EXIT_USAGE)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

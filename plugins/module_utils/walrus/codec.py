@@ -1,0 +1,261 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The framing of every stored object: a header naming how the body was written, the
+(compressed) body, and a trailer with the raw length and SHA-256 so that a reader never
+guesses and detects any corruption or truncation.
+
+    header  16 bytes  b"WALRUS" | format version (1) | compression id | encryption id | 7 zero bytes
+    body              the raw content, compressed as the header says
+    trailer 48 bytes  b"WLRS-END" | raw length (uint64 little-endian) | SHA-256 of the raw content
+
+docs/repository-format.md describes it for other readers. Codec libraries are imported
+when first used: this module is imported on paths that must stay light.
+"""
+import hashlib
+import struct
+
+from .errors import ConfigError, IntegrityError
+
+MAGIC = b"WALRUS"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<6sBBB7x")
+TRAILER = struct.Struct("<8sQ32s")
+TRAILER_MAGIC = b"WLRS-END"
+COMPRESSION_IDS = {"none": 0, "lz4": 1, "zstd": 2}
+COMPRESSION_NAMES = dict((v, k) for k, v in COMPRESSION_IDS.items())
+ENCRYPTION_NONE = 0
+
+
+def _lz4():
+    try:
+        import lz4.frame
+    except ImportError:
+        raise ConfigError("lz4 compression needs the Python package lz4 (pip install lz4)")
+    return lz4.frame
+
+
+def _zstd():
+    try:
+        import zstandard
+    except ImportError:
+        raise ConfigError("zstd compression needs the Python package zstandard (pip install zstandard)")
+    return zstandard
+
+
+class _Identity(object):
+    """Stand-in (de)compressor for compression 'none'."""
+
+    def update(self, data):
+        return data
+
+    def finish(self):
+        return b""
+
+
+class _Lz4Compressor(object):
+    def __init__(self, level):
+        frame = _lz4()
+        self._c = frame.LZ4FrameCompressor(
+            block_size=frame.BLOCKSIZE_MAX1MB, compression_level=level or 0, content_checksum=False)
+        self._started = False
+
+    def update(self, data):
+        if not self._started:
+            self._started = True
+            return self._c.begin() + self._c.compress(data)
+        return self._c.compress(data)
+
+    def finish(self):
+        head = b"" if self._started else self._c.begin()
+        return head + self._c.flush()
+
+
+class _Lz4Decompressor(object):
+    def __init__(self):
+        self._d = _lz4().LZ4FrameDecompressor()
+
+    def update(self, data):
+        return self._d.decompress(data)
+
+    def finish(self):
+        if not self._d.eof:
+            raise ValueError("lz4 frame is incomplete")
+        return b""
+
+
+class _ZstdCompressor(object):
+    def __init__(self, level):
+        self._c = _zstd().ZstdCompressor(level=level or 3).compressobj()
+
+    def update(self, data):
+        return self._c.compress(data)
+
+    def finish(self):
+        return self._c.flush()
+
+
+class _ZstdDecompressor(object):
+    def __init__(self):
+        self._d = _zstd().ZstdDecompressor().decompressobj()
+
+    def update(self, data):
+        return self._d.decompress(data)
+
+    def finish(self):
+        if not getattr(self._d, "eof", True):
+            raise ValueError("zstd frame is incomplete")
+        return b""
+
+
+def _compressor(compression, level):
+    if compression == "lz4":
+        return _Lz4Compressor(level)
+    if compression == "zstd":
+        return _ZstdCompressor(level)
+    if compression == "none":
+        return _Identity()
+    raise ConfigError("unknown compression %r: use lz4, zstd or none" % (compression,))
+
+
+class Encoder(object):
+    """Streaming encoder: header() first, then update(raw) per chunk, then finish()."""
+
+    def __init__(self, compression="lz4", level=None):
+        self.compression = compression
+        self._c = _compressor(compression, level)
+        self._sha = hashlib.sha256()
+        self.raw_size = 0
+
+    def header(self):
+        return HEADER.pack(MAGIC, FORMAT_VERSION, COMPRESSION_IDS[self.compression], ENCRYPTION_NONE)
+
+    def update(self, raw):
+        self._sha.update(raw)
+        self.raw_size += len(raw)
+        return self._c.update(raw)
+
+    def finish(self):
+        self.sha256 = self._sha.hexdigest()
+        return self._c.finish() + TRAILER.pack(TRAILER_MAGIC, self.raw_size, self._sha.digest())
+
+
+def encode(raw, compression="lz4", level=None):
+    """Encode a whole object held in memory."""
+    if compression == "lz4":
+        body = _lz4().compress(raw, block_size=_lz4().BLOCKSIZE_MAX1MB,
+                               compression_level=level or 0, content_checksum=False)
+    elif compression == "zstd":
+        body = _zstd().ZstdCompressor(level=level or 3).compress(raw)
+    elif compression == "none":
+        body = raw
+    else:
+        raise ConfigError("unknown compression %r: use lz4, zstd or none" % (compression,))
+    return b"".join((
+        HEADER.pack(MAGIC, FORMAT_VERSION, COMPRESSION_IDS[compression], ENCRYPTION_NONE),
+        body,
+        TRAILER.pack(TRAILER_MAGIC, len(raw), hashlib.sha256(raw).digest()),
+    ))
+
+
+def _parse_header(head, name):
+    if len(head) < HEADER.size:
+        raise IntegrityError("object %s is truncated: %d bytes, shorter than a walrus header" % (name, len(head)))
+    magic, version, comp_id, enc_id = HEADER.unpack(head[:HEADER.size])
+    if magic != MAGIC:
+        raise IntegrityError("object %s is not a walrus object (bad header)" % name)
+    if version != FORMAT_VERSION:
+        raise IntegrityError("object %s has format version %d; this walrus reads version %d"
+                             % (name, version, FORMAT_VERSION))
+    if comp_id not in COMPRESSION_NAMES:
+        raise IntegrityError("object %s uses compression id %d, unknown to this walrus" % (name, comp_id))
+    if enc_id != ENCRYPTION_NONE:
+        raise IntegrityError("object %s is encrypted (id %d), which this walrus cannot read" % (name, enc_id))
+    return COMPRESSION_NAMES[comp_id]
+
+
+def _decompressor(compression):
+    if compression == "lz4":
+        return _Lz4Decompressor()
+    if compression == "zstd":
+        return _ZstdDecompressor()
+    return _Identity()
+
+
+class Decoder(object):
+    """Streaming decoder: update(chunk) returns raw bytes; finish() verifies length and SHA-256.
+    Raises IntegrityError naming the object on any mismatch."""
+
+    def __init__(self, name):
+        self.name = name
+        self._buf = b""
+        self._d = None
+        self._sha = hashlib.sha256()
+        self.raw_size = 0
+        self.compression = None
+
+    def _out(self, body):
+        try:
+            raw = self._d.update(body)
+        except Exception as exc:  # the codec libraries raise assorted types on bad input
+            raise IntegrityError("object %s is corrupt: cannot decompress (%s)" % (self.name, exc))
+        self._sha.update(raw)
+        self.raw_size += len(raw)
+        return raw
+
+    def update(self, chunk):
+        self._buf += chunk
+        if self._d is None:
+            if len(self._buf) < HEADER.size:
+                return b""
+            self.compression = _parse_header(self._buf, self.name)
+            self._d = _decompressor(self.compression)
+            self._buf = self._buf[HEADER.size:]
+        # Hold back what may be the trailer.
+        if len(self._buf) <= TRAILER.size:
+            return b""
+        body, self._buf = self._buf[:-TRAILER.size], self._buf[-TRAILER.size:]
+        return self._out(body)
+
+    def finish(self):
+        if self._d is None:
+            _parse_header(self._buf, self.name)
+        if len(self._buf) < TRAILER.size:
+            raise IntegrityError("object %s is truncated (no trailer)" % self.name)
+        magic, size, digest = TRAILER.unpack(self._buf)
+        if magic != TRAILER_MAGIC:
+            raise IntegrityError("object %s is truncated or corrupt (bad trailer)" % self.name)
+        try:
+            self._d.finish()
+        except ValueError as exc:
+            raise IntegrityError("object %s is truncated: %s" % (self.name, exc))
+        if size != self.raw_size:
+            raise IntegrityError("object %s is corrupt: %d bytes decoded, trailer says %d"
+                                 % (self.name, self.raw_size, size))
+        if digest != self._sha.digest():
+            raise IntegrityError("object %s is corrupt: SHA-256 mismatch" % self.name)
+        self.sha256 = digest.hex()
+        return b""
+
+
+def decode(data, name):
+    """Decode a whole object held in memory, verifying it."""
+    compression = _parse_header(data, name)
+    if len(data) < HEADER.size + TRAILER.size:
+        raise IntegrityError("object %s is truncated (no trailer)" % name)
+    body = memoryview(data)[HEADER.size:len(data) - TRAILER.size]
+    magic, size, digest = TRAILER.unpack(data[-TRAILER.size:])
+    if magic != TRAILER_MAGIC:
+        raise IntegrityError("object %s is truncated or corrupt (bad trailer)" % name)
+    try:
+        if compression == "lz4":
+            raw = _lz4().decompress(body)
+        elif compression == "zstd":
+            raw = _zstd().ZstdDecompressor().decompress(body, max_output_size=size)
+        else:
+            raw = bytes(body)
+    except Exception as exc:  # the codec libraries raise assorted types on bad input
+        raise IntegrityError("object %s is corrupt: cannot decompress (%s)" % (name, exc))
+    if len(raw) != size:
+        raise IntegrityError("object %s is corrupt: %d bytes decoded, trailer says %d" % (name, len(raw), size))
+    if hashlib.sha256(raw).digest() != digest:
+        raise IntegrityError("object %s is corrupt: SHA-256 mismatch" % name)
+    return raw

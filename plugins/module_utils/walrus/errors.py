@@ -1,0 +1,50 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Errors of the engine, each with the exit code the `walrus` command returns for it.
+
+Exit codes stay below 126: PostgreSQL treats higher archive/restore_command codes as fatal.
+"""
+
+EXIT_OK = 0
+EXIT_NOT_FOUND = 1      # wal-fetch: the file is not in the repository (normal during recovery)
+EXIT_USAGE = 2          # bad arguments, malformed names, bad configuration
+EXIT_STORAGE = 3        # repository unreachable, credentials rejected, bucket missing, I/O error
+EXIT_INTEGRITY = 4      # a stored object is corrupt, truncated or not a walrus object
+EXIT_CONFLICT = 5       # different content under the same name, or another cluster's repository
+
+
+class WalrusError(Exception):
+    """Base class: a failure with a message meant for a human and an exit code."""
+
+    exit_code = EXIT_STORAGE
+
+
+class UsageError(WalrusError):
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    pass
+
+
+class NotFound(WalrusError):
+    exit_code = EXIT_NOT_FOUND
+
+
+class StorageError(WalrusError):
+    exit_code = EXIT_STORAGE
+
+
+class IntegrityError(WalrusError):
+    exit_code = EXIT_INTEGRITY
+
+
+class ConflictError(WalrusError):
+    exit_code = EXIT_CONFLICT
+
+
+class ObjectExists(ConflictError):
+    """A no-overwrite write found an object already stored under the key."""
+
+
+class IdentityMismatch(ConflictError):
+    """The repository belongs to another cluster (system identifier or segment size differ)."""

@@ -1,0 +1,43 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The storage interface every backend implements. Keys are '/'-separated paths relative
+to the repository root; backends map them to files or object keys."""
+import posixpath
+
+from ..errors import UsageError
+
+
+def check_key(key):
+    """Refuse keys that could escape the repository root."""
+    if not key or key.startswith("/") or "\\" in key or any(part in ("", ".", "..") for part in key.split("/")):
+        raise UsageError("invalid repository key %r" % (key,))
+    return key
+
+
+class Storage(object):
+    url = None
+
+    def put(self, key, data, overwrite=False):
+        """Store bytes durably. Without overwrite, raise ObjectExists if the key exists
+        (atomically where the backend can)."""
+        raise NotImplementedError
+
+    def get(self, key):
+        """Return the object's bytes; raise NotFound if it does not exist."""
+        raise NotImplementedError
+
+    def exists(self, key):
+        raise NotImplementedError
+
+    def list(self, prefix=""):
+        """Yield (key, size) for every object whose key starts with prefix."""
+        raise NotImplementedError
+
+    def delete(self, keys):
+        raise NotImplementedError
+
+    def check(self):
+        """Prove the repository is reachable with these credentials; raise StorageError if not."""
+        raise NotImplementedError
+
+    def describe(self, key=""):
+        return posixpath.join(self.url, key) if key else self.url

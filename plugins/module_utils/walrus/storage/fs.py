@@ -1,0 +1,127 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Local-directory repository: write to a temporary file, fsync, link or rename into place,
+fsync the directory. os.link() gives an atomic no-overwrite publish."""
+import errno
+import os
+
+from ..errors import NotFound, ObjectExists, StorageError
+from .base import Storage, check_key
+
+TMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _io_error(exc, what, path):
+    if exc.errno == errno.ENOSPC:
+        return StorageError("no space left on device while %s %s" % (what, path))
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError("permission denied while %s %s (%s)" % (what, path, exc.strerror))
+    return StorageError("%s %s failed: %s" % (what, path, exc.strerror or exc))
+
+
+class FsStorage(Storage):
+    def __init__(self, root):
+        self.root = root
+        self.url = root
+
+    def _path(self, key):
+        return os.path.join(self.root, *check_key(key).split("/"))
+
+    def _makedirs(self, path):
+        """Create missing directories and fsync each new entry's parent, so a crash
+        cannot lose the directory that holds an acknowledged file."""
+        missing = []
+        while not os.path.isdir(path):
+            missing.append(path)
+            path = os.path.dirname(path)
+        for new in reversed(missing):
+            try:
+                os.mkdir(new, 0o750)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise _io_error(exc, "creating directory", new)
+            _fsync_dir(os.path.dirname(new))
+
+    def put(self, key, data, overwrite=False):
+        path = self._path(key)
+        directory = os.path.dirname(path)
+        if not os.path.isdir(self.root):
+            # A repository directory that vanished (unmounted disk) must not be silently recreated
+            # below the mount point; the first write creates it only if its parent exists.
+            if not os.path.isdir(os.path.dirname(self.root)):
+                raise StorageError("repository directory %s does not exist (nor its parent)" % self.root)
+        self._makedirs(directory)
+        tmp = os.path.join(directory, "%s%s.%d.%s" % (TMP_PREFIX, os.path.basename(path), os.getpid(), os.urandom(4).hex()))
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if overwrite:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise ObjectExists("object %s already exists" % self.describe(key))
+                finally:
+                    os.unlink(tmp)
+            _fsync_dir(directory)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise _io_error(exc, "writing", path)
+
+    def get(self, key):
+        path = self._path(key)
+        try:
+            with open(path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            if not os.path.isdir(self.root):
+                raise StorageError("repository directory %s does not exist" % self.root)
+            raise NotFound("%s not found" % self.describe(key))
+        except OSError as exc:
+            raise _io_error(exc, "reading", path)
+
+    def exists(self, key):
+        return os.path.exists(self._path(key))
+
+    def list(self, prefix=""):
+        base = self.root
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            rel_dir = os.path.relpath(dirpath, base)
+            rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+            for name in sorted(filenames):
+                if name.startswith(TMP_PREFIX):
+                    continue
+                key = rel_dir + name
+                if key.startswith(prefix):
+                    yield key, os.path.getsize(os.path.join(dirpath, name))
+
+    def delete(self, keys):
+        for key in keys:
+            try:
+                os.unlink(self._path(key))
+            except FileNotFoundError:
+                pass
+
+    def check(self):
+        if not os.path.isdir(self.root):
+            raise StorageError("repository directory %s does not exist" % self.root)
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise StorageError("repository directory %s is not readable by this user" % self.root)
+        return {"backend": "fs", "path": self.root, "writable": os.access(self.root, os.W_OK)}

@@ -1,0 +1,198 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""wal-push and wal-fetch: archive one WAL file (plus look-ahead), restore one (plus prefetch).
+
+Correctness: push returns only after the storage backend says the object is durable;
+an object is never overwritten (no-overwrite writes), and a second push of the same name
+succeeds only if the stored content is byte-identical. Every segment's long page header
+must match the repository identity (system identifier, segment size).
+"""
+import hashlib
+import os
+import struct
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import codec, catalog, lookahead, prefetch, walnames
+from .errors import ConfigError, ConflictError, NotFound, ObjectExists, StorageError
+from .storage import open_storage
+
+def _read_file(path):
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+            return data, os.fstat(handle.fileno())
+    except FileNotFoundError:
+        raise ConfigError("WAL file %s does not exist" % path)
+    except OSError as exc:
+        raise StorageError("cannot read WAL file %s: %s" % (path, exc.strerror or exc))
+
+
+def _control_system_identifier(pg_wal):
+    """The system identifier from global/pg_control of the data directory that holds pg_wal,
+    or None when the file is not inside a data directory."""
+    for datadir in (os.path.dirname(pg_wal), os.getcwd()):
+        try:
+            with open(os.path.join(datadir, "global", "pg_control"), "rb") as handle:
+                return struct.unpack("<Q", handle.read(8))[0]
+        except (OSError, struct.error):
+            continue
+    return None
+
+
+class Pusher(object):
+    """Pushes WAL files of one cluster into one repository, checking identity once."""
+
+    def __init__(self, settings, storage, pg_wal):
+        self.settings = settings
+        self.storage = storage
+        self.pg_wal = pg_wal
+        self.identity = None
+
+    def _check_identity(self, walname, data, path):
+        if walname.has_header:
+            sysid, seg_size, magic = walnames.read_long_header(data, walname)
+            pg_major = walnames.PAGE_MAGIC_TO_MAJOR.get(magic)
+        else:
+            sysid, seg_size, pg_major = _control_system_identifier(self.pg_wal), None, None
+        if self.identity is not None:
+            if sysid is not None:
+                catalog.verify_identity(self.identity, self.storage, sysid, seg_size, path)
+            return
+        if sysid is None or seg_size is None:
+            identity = catalog.read_identity(self.storage)
+            if identity is None:
+                if sysid is None:
+                    raise ConfigError("cannot tell which cluster %s belongs to (no pg_control beside it) and "
+                                      "the repository %s is new: push a WAL segment first" % (path, self.storage.describe()))
+                raise ConfigError("the repository %s is new: push a WAL segment before %s"
+                                  % (self.storage.describe(), walname.name))
+            if sysid is not None:
+                catalog.verify_identity(identity, self.storage, sysid, None, path)
+            self.identity = identity
+            return
+        self.identity = catalog.ensure_identity(self.storage, sysid, seg_size, pg_major, path)
+
+    def push(self, path, walname, data=None, st=None):
+        """Store one WAL file. Returns 'uploaded' or 'already_stored'."""
+        if data is None:
+            data, st = _read_file(path)
+        self._check_identity(walname, data, path)
+        key = walname.object_key()
+        encoded = codec.encode(data, self.settings.compression, self.settings.compression_level)
+        try:
+            self.storage.put(key, encoded)
+            status = "uploaded"
+        except ObjectExists:
+            stored = codec.decode(self.storage.get(key), self.storage.describe(key))
+            if stored != data:
+                raise ConflictError(
+                    "%s is already archived in %s with different content (stored SHA-256 %s, local %s): "
+                    "refusing to overwrite it. Another cluster may be archiving into this repository, or a "
+                    "restored cluster reuses it without a new timeline."
+                    % (walname.name, self.storage.describe(key), hashlib.sha256(stored).hexdigest(),
+                       hashlib.sha256(data).hexdigest()))
+            status = "already_stored"
+        return status, st, data
+
+
+def push(settings, path, storage=None):
+    """archive_command: store `path`, and push ahead the other .ready WAL files.
+    Returns a dict describing what was done."""
+    started = time.monotonic()
+    name = os.path.basename(path)
+    walname = walnames.parse(name)
+    pg_wal = os.path.dirname(os.path.abspath(path))
+    state_dir = lookahead.default_dir(settings, pg_wal)
+    if lookahead.take(state_dir, path, name):
+        return {"name": name, "status": "pushed_ahead", "seconds": time.monotonic() - started}
+    data, st = _read_file(path)
+    storage = storage or open_storage(settings)
+    pusher = Pusher(settings, storage, pg_wal)
+    status, _st, _data = pusher.push(path, walname, data, st)
+    ahead = lookahead.ready_after(pg_wal, name, settings.lookahead)
+    pushed_ahead = []
+    if ahead:
+        lookahead.clean(state_dir, pg_wal, time.time())
+
+        def push_ahead(other):
+            other_path = os.path.join(pg_wal, other)
+            other_data, other_st = _read_file(other_path)
+            pusher.push(other_path, walnames.parse(other), other_data, other_st)
+            lookahead.write(state_dir, other, other_st, hashlib.sha256(other_data).hexdigest())
+            return other
+
+        with ThreadPoolExecutor(max_workers=settings.upload_concurrency) as pool:
+            futures = [pool.submit(push_ahead, other) for other in ahead]
+        for future in futures:
+            # A look-ahead failure is not this call's failure: PostgreSQL will ask for that
+            # file itself, and that call reports the error.
+            if future.exception() is None:
+                pushed_ahead.append(future.result())
+    return {"name": name, "status": status, "pushed_ahead": pushed_ahead,
+            "seconds": time.monotonic() - started}
+
+
+def _write_dest(dest, data):
+    tmp = "%s.walrus-tmp.%d" % (dest, os.getpid())
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.rename(tmp, dest)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise StorageError("cannot write %s: %s" % (dest, exc.strerror or exc))
+
+
+def fetch_bytes(storage, walname):
+    """The verified content of one WAL file; NotFound if it is not archived."""
+    key = walname.object_key()
+    return codec.decode(storage.get(key), storage.describe(key))
+
+
+def fetch(settings, name, dest, storage=None, use_prefetch=True):
+    """restore_command: write WAL file `name` to `dest` (atomically). NotFound if absent."""
+    started = time.monotonic()
+    walname = walnames.parse(name)
+    pg_wal = os.path.dirname(os.path.abspath(dest))
+    pdir = prefetch.default_dir(settings, pg_wal)
+    use_prefetch = use_prefetch and settings.prefetch > 0 and walname.kind == "segment"
+    if use_prefetch and prefetch.take(pdir, name, dest, prefetch.WAIT_SECONDS):
+        return {"name": name, "status": "prefetched", "seconds": time.monotonic() - started}
+    storage = storage or open_storage(settings)
+    if catalog.read_identity(storage) is None:
+        # Without this, a wrong prefix would look like an empty archive and recovery would end early.
+        storage.check()
+        raise StorageError("%s is not a walrus repository (no %s): check the repository URL"
+                           % (storage.describe(), catalog.IDENTITY_KEY))
+    data = fetch_bytes(storage, walname)
+    _write_dest(dest, data)
+    if use_prefetch:
+        _start_prefetch(settings, pdir, walname, data)
+    return {"name": name, "status": "fetched", "bytes": len(data), "seconds": time.monotonic() - started}
+
+
+def _start_prefetch(settings, pdir, walname, data):
+    try:
+        _sysid, seg_size, _magic = walnames.read_long_header(data, walname)
+    except Exception:
+        return
+    first = walname.segno(seg_size) + 1
+
+    def names():
+        segno = first
+        while True:
+            yield walnames.segment_name(walname.timeline, segno, seg_size)
+            segno += 1
+
+    def run(ready):
+        storage = open_storage(settings)  # a fresh client: connections are not shared across fork
+        prefetch.run_worker(pdir, names(), lambda n: fetch_bytes(storage, walnames.parse(n)),
+                            settings.prefetch, settings.upload_concurrency, ready)
+
+    try:
+        prefetch.spawn(pdir, run)
+    except OSError:
+        pass  # prefetch is an optimisation; the foreground fetch already succeeded
