@@ -32,18 +32,30 @@ def _fail(message, code):
 
 
 def _fast_path(argv):
-    """Handle `wal-push PATH` / `wal-fetch NAME DEST` without importing the engine when the
-    work was already done ahead. Returns an exit code, or None to take the full path."""
+    """Handle `wal-push PATH` / `wal-fetch NAME DEST` (with at most --config/--repo) without
+    importing the engine when the work was already done ahead. Returns an exit code, or
+    None to take the full path."""
+    explicit, rest, i = {}, [], 0
+    while i < len(argv):
+        if argv[i] in ("--config", "--repo") and i + 1 < len(argv):
+            explicit[argv[i][2:]] = argv[i + 1]
+            i += 2
+        elif argv[i].startswith("-"):
+            return None
+        else:
+            rest.append(argv[i])
+            i += 1
+    argv = rest
     if len(argv) == 2 and argv[0] == "wal-push":
         from . import lookahead
         path = argv[1]
-        settings = config.load()
+        settings = config.load(explicit)
         pg_wal = os.path.dirname(os.path.abspath(path))
         if lookahead.take(lookahead.default_dir(settings, pg_wal), path, os.path.basename(path)):
             return 0
     elif len(argv) == 3 and argv[0] == "wal-fetch" and len(argv[1]) == 24:
         from . import prefetch
-        settings = config.load()
+        settings = config.load(explicit)
         if settings.prefetch > 0:
             pg_wal = os.path.dirname(os.path.abspath(argv[2]))
             if prefetch.take(prefetch.default_dir(settings, pg_wal), argv[1], argv[2], prefetch.WAIT_SECONDS):

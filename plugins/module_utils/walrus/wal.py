@@ -95,6 +95,32 @@ class Pusher(object):
         return status, st, data
 
 
+def plan_push(settings, path, storage=None):
+    """Check mode for wal-push: 'would_upload' or 'already_stored'; raises what push would
+    raise (malformed name, another cluster's repository, different content). Writes nothing."""
+    walname = walnames.parse(os.path.basename(path))
+    data, _st = _read_file(path)
+    storage = storage or open_storage(settings)
+    identity = catalog.read_identity(storage)
+    if identity is not None and walname.has_header:
+        sysid, seg_size, _magic = walnames.read_long_header(data, walname)
+        catalog.verify_identity(identity, storage, sysid, seg_size, path)
+    key = walname.object_key()
+    try:
+        stored = codec.decode(storage.get(key), storage.describe(key))
+    except NotFound:
+        return "would_upload"
+    if stored != data:
+        raise ConflictError("%s is already archived in %s with different content" % (walname.name, storage.describe(key)))
+    return "already_stored"
+
+
+def exists(settings, name, storage=None):
+    """Whether WAL file `name` is archived (for check mode of wal_fetch)."""
+    storage = storage or open_storage(settings)
+    return storage.exists(walnames.parse(name).object_key())
+
+
 def push(settings, path, storage=None):
     """archive_command: store `path`, and push ahead the other .ready WAL files.
     Returns a dict describing what was done."""
