@@ -35,14 +35,21 @@ def _read_window(pdir):
         return None
 
 
-def _alive(pid):
+def _worker_running(pdir):
+    """True while a worker holds the directory's lock. The kernel drops the lock when the
+    worker dies (a pid check would be fooled by an unreaped zombie or a reused pid)."""
+    import fcntl
     try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
+        fd = os.open(os.path.join(pdir, LOCK), os.O_RDONLY)
+    except OSError:
         return False
-    except PermissionError:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except OSError:
         return True
+    finally:
+        os.close(fd)
 
 
 def take(pdir, name, dest, wait_seconds):
@@ -52,7 +59,7 @@ def take(pdir, name, dest, wait_seconds):
     deadline = time.monotonic() + wait_seconds
     while True:
         window = _read_window(pdir)
-        if window is None or not _alive(window[0]):
+        if window is None or not _worker_running(pdir):
             return False
         try:
             os.rename(src, dest)
@@ -67,8 +74,10 @@ def take(pdir, name, dest, wait_seconds):
 
 
 def stop_worker(pdir):
+    """Ask the running worker, if any, to stop (its window no longer matches recovery).
+    The pid is trusted only while the lock is held: a stale pid may belong to anyone now."""
     window = _read_window(pdir)
-    if window and _alive(window[0]):
+    if window and _worker_running(pdir):
         try:
             os.kill(window[0], signal.SIGTERM)
         except OSError:
