@@ -112,7 +112,7 @@ def walrus(*args, env=None, as_user="postgres", cwd=None, check=False, timeout=1
     cmd = [WALRUS] + list(args)
     if as_user == "postgres" and os.geteuid() == 0:
         cmd = ["runuser", "-u", "postgres", "--"] + cmd
-    res = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
     if check and res.returncode != 0:
         raise AssertionError("walrus %s exited %d: %s" % (" ".join(args), res.returncode, res.stderr))
     return res

@@ -4,7 +4,7 @@ through `walrus wal-fetch`."""
 import os
 import time
 
-from conftest import WALRUS, start_with_env, walrus
+from conftest import WALRUS, walrus
 from tools.pgcluster import as_postgres
 from walhelpers import restore_copy, snapshot
 

@@ -1,13 +1,12 @@
 """The WAL path's correctness rules, against real segments from a real cluster and real
 repositories (local directory and SeaweedFS S3)."""
 import os
-import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import ROOT, WALRUS, make_s3_repo, walrus
+from conftest import WALRUS, make_s3_repo, walrus
 from tools.pgcluster import as_postgres
 
 
@@ -144,7 +143,7 @@ def test_fast_path_refuses_a_record_when_the_file_changed(queued, repo):
 def test_concurrent_pushes_of_one_segment_both_succeed(queued, repo):
     env = repo.full_env(WALRUS_LOOKAHEAD="0")
     results = []
-    threads = [threading.Thread(target=lambda: results.append(push(queued, queued.names[0], env))) for _ in range(3)]
+    threads = [threading.Thread(target=lambda: results.append(push(queued, queued.names[0], env))) for _n in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:
