@@ -46,7 +46,7 @@ extends_documentation_fragment:
   - walrus.postgres.repository
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.files
+  - action_common_attributes.files
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
   check_mode:

@@ -36,6 +36,7 @@ class Playbook(object):
         os.makedirs(self.dir, exist_ok=True)
         self.collections = collections
         self.runs = 0
+        self.last = None
         with open(os.path.join(self.dir, "ansible.cfg"), "w") as handle:
             handle.write("[defaults]\n")
         with open(os.path.join(self.dir, "inventory"), "w") as handle:
@@ -57,7 +58,7 @@ class Playbook(object):
         }
 
     def run(self, tasks, extra_vars=None, module_defaults=None, verbosity=0, check=False):
-        """Run `tasks`; return (list of registered results, completed process)."""
+        """Run `tasks`; return the list of registered results (the process is kept in self.last)."""
         self.runs += 1
         results_file = os.path.join(self.dir, "results-%d.json" % self.runs)
         play_tasks = []
@@ -89,10 +90,11 @@ class Playbook(object):
             cmd.append("-" + "v" * verbosity)
         if check:
             cmd.append("--check")
-        proc = subprocess.run(cmd, env=self.env(), cwd=self.dir, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, env=self.env(), cwd=self.dir, capture_output=True, text=True, timeout=300, check=False)
+        self.last = proc
         assert proc.returncode == 0, "ansible-playbook failed (%d):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr)
         with open(results_file) as handle:
-            return json.load(handle), proc
+            return json.load(handle)
 
 
 @pytest.fixture
@@ -123,13 +125,14 @@ def extra_vars(repo):
 
 
 def make_segment(cluster_factory):
-    """A real, complete WAL segment in pg_wal of a running (non-archiving) cluster."""
+    """A real, complete WAL segment in pg_wal of a running (non-archiving) cluster:
+    (name, path, content)."""
     cluster = cluster_factory(None, archive=False)
     cluster.psql("create table t as select g, md5(g::text) from generate_series(1, 20000) g")
     name = cluster.switch_wal()
     path = os.path.join(cluster.datadir, "pg_wal", name)
     with open(path, "rb") as handle:
-        return cluster, name, path, handle.read()
+        return name, path, handle.read()
 
 
 def wal_keys(repo):
@@ -137,20 +140,19 @@ def wal_keys(repo):
 
 
 def test_push_check_idempotence_and_fetch(repo, cluster_factory, playbook, workdir):
-    cluster, name, path, data = make_segment(cluster_factory)
+    name, path, data = make_segment(cluster_factory)
     defaults, evars = group_defaults(repo), extra_vars(repo)
     restore_dir = os.path.join(workdir, "restore")
     os.makedirs(restore_dir)
 
     # Check mode first: reports the upload it would do, and writes nothing.
-    (planned,), _ = playbook.run([{"walrus.postgres.wal_push": {"path": path}}],
-                                 evars, defaults, check=True)
+    (planned,) = playbook.run([{"walrus.postgres.wal_push": {"path": path}}], evars, defaults, check=True)
     assert not planned.get("failed"), planned
     assert planned["changed"] is True and planned["status"] == "would_upload"
     assert planned["repo"] == repo.url and planned["name"] == name
     assert wal_keys(repo) == []
 
-    results, _ = playbook.run([
+    results = playbook.run([
         {"walrus.postgres.wal_push": {"path": path}},
         {"walrus.postgres.wal_push": {"path": path}},
         {"walrus.postgres.wal_push": {"path": path}, "check_mode": True},
@@ -186,7 +188,7 @@ def test_push_check_idempotence_and_fetch(repo, cluster_factory, playbook, workd
     with open(os.path.join(restore_dir, "copy"), "r+b") as handle:
         handle.seek(8192)
         handle.write(b"not wal")
-    results, _ = playbook.run([
+    results = playbook.run([
         {"walrus.postgres.wal_fetch": {"name": name, "dest": os.path.join(restore_dir, "copy")}, "check_mode": True},
         {"walrus.postgres.wal_fetch": {"name": name, "dest": os.path.join(restore_dir, "copy")}},
         {"walrus.postgres.wal_fetch": {"name": name, "dest": os.path.join(restore_dir, "copy")}},
@@ -199,10 +201,10 @@ def test_push_check_idempotence_and_fetch(repo, cluster_factory, playbook, workd
 
 
 def test_fetch_missing(repo, cluster_factory, playbook, workdir):
-    _cluster, name, path, _data = make_segment(cluster_factory)
+    name, path = make_segment(cluster_factory)[:2]
     defaults, evars = group_defaults(repo), extra_vars(repo)
     absent = "00000001000000000000FFFF"
-    results, _ = playbook.run([
+    results = playbook.run([
         {"walrus.postgres.wal_push": {"path": path}},
         {"walrus.postgres.wal_fetch": {"name": absent, "dest": workdir + "/"}},
         {"walrus.postgres.wal_fetch": {"name": absent, "dest": workdir + "/", "fail_on_missing": False}},
@@ -227,14 +229,14 @@ def test_fetch_missing(repo, cluster_factory, playbook, workdir):
 
 def test_push_conflict_and_bad_input(fs_repo, cluster_factory, playbook, workdir):
     """Different content under an archived name fails loudly and overwrites nothing."""
-    _cluster, name, path, data = make_segment(cluster_factory)
+    name, path, data = make_segment(cluster_factory)
     forged_dir = os.path.join(workdir, "forged")
     os.makedirs(forged_dir)
     forged = os.path.join(forged_dir, name)
     with open(forged, "wb") as handle:
         handle.write(data[:100000] + b"\x55" * 16 + data[100016:])
     defaults = group_defaults(fs_repo)
-    results, _ = playbook.run([
+    results = playbook.run([
         {"walrus.postgres.wal_push": {"path": path}},
         {"walrus.postgres.wal_push": {"path": forged}, "check_mode": True},
         {"walrus.postgres.wal_push": {"path": forged}},
@@ -249,20 +251,21 @@ def test_push_conflict_and_bad_input(fs_repo, cluster_factory, playbook, workdir
         assert "different content" in result["msg"] and name in result["msg"]
     assert absent["failed"] is True and absent["error_kind"] == "usage" and "does not exist" in absent["msg"], absent
     assert bad_repo["failed"] is True and bad_repo["error_kind"] == "usage" and "absolute" in bad_repo["msg"], bad_repo
-    results, _ = playbook.run([{"walrus.postgres.wal_fetch": {"name": name, "dest": forged_dir + "/copy"}}], {}, defaults)
+    (fetched,) = playbook.run([{"walrus.postgres.wal_fetch": {"name": name, "dest": forged_dir + "/copy"}}], {}, defaults)
+    assert fetched["status"] == "fetched", fetched
     with open(os.path.join(forged_dir, "copy"), "rb") as handle:
         assert handle.read() == data
 
 
 def test_secrets_stay_out_of_output(s3_repo, cluster_factory, playbook, workdir):
     """The S3 secret is passed as a module option, and appears nowhere in verbose output."""
-    _cluster, name, path, _data = make_segment(cluster_factory)
+    name, path = make_segment(cluster_factory)[:2]
     secret = s3_repo.env["AWS_SECRET_ACCESS_KEY"]
     token = "walrus-test-session-token-f00d"
     options = dict(s3_options(s3_repo), repo=s3_repo.url)
     # Explicit options on each task (no module_defaults), plus a bogus session token on a
     # task that must fail, so that a failure result is checked too.
-    results, proc = playbook.run([
+    results = playbook.run([
         {"walrus.postgres.wal_push": dict(options, path=path)},
         {"walrus.postgres.wal_fetch": dict(options, name=name, dest=workdir + "/")},
         {"walrus.postgres.wal_fetch": dict(options, name=name, dest=workdir + "/token", aws_session_token=token)},
@@ -270,7 +273,7 @@ def test_secrets_stay_out_of_output(s3_repo, cluster_factory, playbook, workdir)
     pushed, fetched, with_token = results
     assert pushed["changed"] is True and fetched["changed"] is True, results
     assert with_token["failed"] is True and with_token["error_kind"] == "storage", with_token
-    output = proc.stdout + proc.stderr
+    output = playbook.last.stdout + playbook.last.stderr
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # the invocation was printed, masked
     assert secret not in output
     assert token not in output
