@@ -93,6 +93,12 @@ def test_malformed_and_missing_input_is_refused_with_a_clear_message(queued, rep
                  as_user="root")
     assert res.returncode == 2 and "no repository given" in res.stderr
     assert not any(k.startswith("wal/") for k in repo.keys())
+    # A directory repository is never created by a push (an unmounted disk must not be replaced).
+    missing = os.path.join(workdir, "no-such-repo")
+    res = walrus("wal-push", os.path.join(queued.datadir, "pg_wal", queued.names[0]),
+                 env=repo.full_env(WALRUS_REPO=missing), as_user="root")
+    assert res.returncode == 3 and "does not exist: create it" in res.stderr
+    assert not os.path.exists(missing)
 
 
 def test_lookahead_pushes_ready_segments_and_fast_path_stays_light(queued, repo):

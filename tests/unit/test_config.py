@@ -56,3 +56,9 @@ def test_bad_config_is_reported_with_location(tmp_path, text, match):
 def test_missing_config_file_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config file"):
         config.load({"config": str(tmp_path / "nope")}, environ={})
+
+
+def test_inline_comments_end_unquoted_values(tmp_path):
+    path = write(tmp_path, "repo = /srv/walrus  # the backup disk\nlookahead = 4\t# fewer\ns3_sse = 'a #b'\n")
+    settings = config.load({"config": path}, environ={})
+    assert (settings.repo, settings.lookahead, settings.s3_sse) == ("/srv/walrus", 4, "a #b")

@@ -37,6 +37,7 @@ def run(settings, pgdata=None):
         result["ok"] = True
     except WalrusError as exc:
         result["error"] = str(exc)
+        result["exit_code"] = exc.exit_code
     return result
 
 

@@ -77,13 +77,13 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--repo", help="repository: s3://bucket/prefix, file:///path or /path (WALRUS_REPO)")
     common.add_argument("--config", help="config file (WALRUS_CONFIG; default /etc/walrus/walrus.conf if present)")
-    common.add_argument("--compression", choices=("lz4", "zstd", "none"), help="compression for new objects (default lz4)")
     common.add_argument("--upload-concurrency", type=int, dest="upload_concurrency",
                         help="parallel transfers of one process (default 4)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     push = sub.add_parser("wal-push", parents=[common], help="archive one WAL file (archive_command = 'walrus wal-push %%p')",
                           description="Store a WAL file durably in the repository; also push ahead the next .ready files.")
     push.add_argument("path", help="the WAL file, as PostgreSQL passes it in %%p")
+    push.add_argument("--compression", choices=("lz4", "zstd", "none"), help="compression for new objects (default lz4)")
     push.add_argument("--lookahead", type=int, help="how many other .ready files to push ahead (default 16, 0 = off)")
     fetch = sub.add_parser("wal-fetch", parents=[common], help="restore one WAL file (restore_command = 'walrus wal-fetch %%f %%p')",
                            description="Write an archived WAL file to DEST. Exits 1, quietly, when it is not archived.")
@@ -125,11 +125,10 @@ def cmd_check(args):
     from . import check
     result = check.run(_settings(args), args.pgdata or os.environ.get("PGDATA"))
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     else:
-        for line in check.render(result):
-            print(line)
-    return 0 if result["ok"] else 3
+        sys.stdout.write("\n".join(check.render(result)) + "\n")
+    return result.get("exit_code", 0)
 
 
 COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check}
@@ -151,7 +150,11 @@ def main(argv=None):
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         return _fail("interrupted", EXIT_USAGE)
+    except BrokenPipeError:
+        # The reader went away (e.g. `walrus check --json | head`); nothing left to say.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

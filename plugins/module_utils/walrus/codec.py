@@ -19,6 +19,7 @@ MAGIC = b"WALRUS"
 FORMAT_VERSION = 1
 HEADER = struct.Struct("<6sBBB7x")
 TRAILER = struct.Struct("<8sQ32s")
+TRAILER_SIZE = 48  # TRAILER.size, spelled out for readers of the format
 TRAILER_MAGIC = b"WLRS-END"
 COMPRESSION_IDS = {"none": 0, "lz4": 1, "zstd": 2}
 COMPRESSION_NAMES = dict((v, k) for k, v in COMPRESSION_IDS.items())
@@ -212,7 +213,7 @@ class Decoder(object):
         # Hold back what may be the trailer.
         if len(self._buf) <= TRAILER.size:
             return b""
-        body, self._buf = self._buf[:-TRAILER.size], self._buf[-TRAILER.size:]
+        body, self._buf = self._buf[:-TRAILER_SIZE], self._buf[-TRAILER_SIZE:]
         return self._out(body)
 
     def finish(self):
@@ -241,8 +242,8 @@ def decode(data, name):
     compression = _parse_header(data, name)
     if len(data) < HEADER.size + TRAILER.size:
         raise IntegrityError("object %s is truncated (no trailer)" % name)
-    body = memoryview(data)[HEADER.size:len(data) - TRAILER.size]
-    magic, size, digest = TRAILER.unpack(data[-TRAILER.size:])
+    body = memoryview(data)[HEADER.size:len(data) - TRAILER_SIZE]
+    magic, size, digest = TRAILER.unpack(data[-TRAILER_SIZE:])
     if magic != TRAILER_MAGIC:
         raise IntegrityError("object %s is truncated or corrupt (bad trailer)" % name)
     try:

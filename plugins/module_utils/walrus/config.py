@@ -11,6 +11,7 @@ readable by group or others.
 This module is on the archive_command fast path: standard library only, nothing heavy.
 """
 import os
+import re
 import stat
 
 from .errors import ConfigError
@@ -93,7 +94,8 @@ def _convert(name, kind, raw, where):
 
 
 def read_config_file(path):
-    """Parse a flat `key = value` file (# comments, optional quotes). Returns a dict."""
+    """Parse a flat `key = value` file: # starts a comment (on its own line, or after white
+    space in an unquoted value); values may be quoted. Returns a dict."""
     try:
         st = os.stat(path)
         with open(path, "r") as handle:
@@ -114,6 +116,9 @@ def read_config_file(path):
             raise ConfigError("%s line %d: unknown setting %r (known: %s)" % (path, number, key, ", ".join(sorted(known))))
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
+        elif " #" in value or "\t#" in value:
+            # An unquoted value ends at a comment that follows white space.
+            value = re.split(r"\s#", value, 1)[0].rstrip()
         values[key] = value
     if SECRET_KEYS.intersection(values) and st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(

@@ -135,7 +135,7 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready):
     for entry in os.listdir(pdir):
         if entry not in (LOCK,):
             _unlink(os.path.join(pdir, entry))
-    pending = [next(names) for _ in range(max(1, depth))]
+    pending = [next(names) for _i in range(max(1, depth))]
     window = "%d %s %s\n" % (os.getpid(), pending[0], pending[-1])
     _write_atomic(os.path.join(pdir, WINDOW), window)
     ready()

@@ -16,6 +16,7 @@ from . import codec, catalog, lookahead, prefetch, walnames
 from .errors import ConfigError, ConflictError, NotFound, ObjectExists, StorageError
 from .storage import open_storage
 
+
 def _read_file(path):
     try:
         with open(path, "rb") as handle:
@@ -47,6 +48,7 @@ class Pusher(object):
         self.storage = storage
         self.pg_wal = pg_wal
         self.identity = None
+        storage.prepare_write()
 
     def _check_identity(self, walname, data, path):
         if walname.has_header:

@@ -15,7 +15,7 @@ def parse_repo_url(url):
         raise ConfigError("no repository given: use --repo, the WALRUS_REPO variable or 'repo =' in the config file")
     if url.startswith("s3://"):
         rest = url[len("s3://"):]
-        bucket, _, prefix = rest.partition("/")
+        bucket, _sep, prefix = rest.partition("/")
         if not bucket:
             raise ConfigError("repository URL %r has no bucket: use s3://bucket/prefix" % url)
         return "s3", bucket, prefix.strip("/")

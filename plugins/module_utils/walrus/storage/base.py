@@ -35,6 +35,10 @@ class Storage(object):
     def delete(self, keys):
         raise NotImplementedError
 
+    def prepare_write(self):
+        """Called once before the first write of a process: create what a new repository
+        needs (a directory); nothing for object stores."""
+
     def check(self):
         """Prove the repository is reachable with these credentials; raise StorageError if not."""
         raise NotImplementedError

@@ -50,14 +50,18 @@ class FsStorage(Storage):
                 raise _io_error(exc, "creating directory", new)
             _fsync_dir(os.path.dirname(new))
 
+    def prepare_write(self):
+        # The repository directory itself is never created here: on an unmounted disk that
+        # would silently start a new, empty repository on the disk below the mount point.
+        if not os.path.isdir(self.root):
+            raise StorageError("repository directory %s does not exist: create it, writable by the user "
+                               "PostgreSQL runs as (the first push then initialises it)" % self.root)
+
     def put(self, key, data, overwrite=False):
         path = self._path(key)
         directory = os.path.dirname(path)
         if not os.path.isdir(self.root):
-            # A repository directory that vanished (unmounted disk) must not be silently recreated
-            # below the mount point; the first write creates it only if its parent exists.
-            if not os.path.isdir(os.path.dirname(self.root)):
-                raise StorageError("repository directory %s does not exist (nor its parent)" % self.root)
+            raise StorageError("repository directory %s does not exist" % self.root)
         self._makedirs(directory)
         tmp = os.path.join(directory, "%s%s.%d.%s" % (TMP_PREFIX, os.path.basename(path), os.getpid(), os.urandom(4).hex()))
         try:
