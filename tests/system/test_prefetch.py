@@ -31,11 +31,13 @@ def test_prefetch_serves_next_segments_and_respects_timelines(repo, cluster_fact
     env = repo.full_env(WALRUS_PREFETCH="3")
     dest = os.path.join("pg_wal", "RECOVERYXLOG")
     dest_abs = os.path.join(restore, dest)
-    pdir = os.path.join(restore, "pg_wal", "walrus", "prefetch")
+    pdir_base = os.path.join(restore, "pg_wal", "walrus", "prefetch")
 
     res = walrus("wal-fetch", names[0], dest, env=env, cwd=restore)
     assert res.returncode == 0, res.stderr
     assert open(dest_abs, "rb").read() == originals[names[0]]
+    (tag,) = os.listdir(pdir_base)  # one directory per repository
+    pdir = os.path.join(pdir_base, tag)
     assert wait_for(lambda: all(os.path.exists(os.path.join(pdir, n)) for n in names[1:4]))
     assert not os.path.exists(os.path.join(pdir, names[4])), "depth 3: no more than 3 ahead"
 

@@ -33,6 +33,17 @@ def queued(cluster_factory, repo):
     return cluster
 
 
+def state_dir(cluster):
+    """The look-ahead record directory (one per repository) under pg_wal/walrus/push."""
+    base = os.path.join(cluster.datadir, "pg_wal", "walrus", "push")
+    deadline = time.time() + 10
+    while not (os.path.isdir(base) and os.listdir(base)):
+        assert time.time() < deadline, "no look-ahead state directory"
+        time.sleep(0.05)
+    (tag,) = os.listdir(base)
+    return os.path.join(base, tag)
+
+
 def push(cluster, name, env, *extra):
     return walrus(*(list(extra) + ["wal-push", os.path.join("pg_wal", name)]), env=env, cwd=cluster.datadir)
 
@@ -106,10 +117,15 @@ def test_lookahead_pushes_ready_segments_and_fast_path_stays_light(queued, repo)
     names = queued.names
     res = push(queued, names[0], env)
     assert res.returncode == 0, res.stderr
+    assert "wal/00000001/" + names[0] in repo.keys()
+    # The background pusher stores the other .ready files and leaves a record for each.
+    state = state_dir(queued)
+    deadline = time.time() + 30
+    while sorted(f for f in os.listdir(state) if not f.startswith(".")) != sorted(names[1:]):
+        assert time.time() < deadline, os.listdir(state)
+        time.sleep(0.05)
     keys = repo.keys()
     assert all("wal/00000001/" + n in keys for n in names), "look-ahead pushed every .ready segment"
-    state = os.path.join(queued.datadir, "pg_wal", "walrus", "push")
-    assert sorted(os.listdir(state)) == sorted(names[1:])
     # PostgreSQL's own status files are left to PostgreSQL.
     status = os.listdir(os.path.join(queued.datadir, "pg_wal", "archive_status"))
     assert all(n + ".ready" in status for n in names)
@@ -129,13 +145,18 @@ def test_lookahead_pushes_ready_segments_and_fast_path_stays_light(queued, repo)
         assert push(queued, name, env).returncode == 0
     per_call = (time.monotonic() - started) / len(names[2:])
     assert per_call < 1.0  # a behaviour check (no upload, no boto3), not a benchmark: see bench/
-    assert os.listdir(state) == []
+    assert [f for f in os.listdir(state) if not f.startswith(".")] == []
 
 
 def test_fast_path_refuses_a_record_when_the_file_changed(queued, repo):
     env = repo.full_env(WALRUS_LOOKAHEAD="16")
     names = queued.names
     assert push(queued, names[0], env).returncode == 0
+    record = os.path.join(state_dir(queued), names[1])
+    deadline = time.time() + 30
+    while not os.path.exists(record):
+        assert time.time() < deadline
+        time.sleep(0.05)
     path = os.path.join(queued.datadir, "pg_wal", names[1])
     st = os.stat(path)
     with open(path, "r+b") as handle:  # the file changes after it was pushed ahead

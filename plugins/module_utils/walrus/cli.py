@@ -58,7 +58,7 @@ def _fast_path(argv):
         settings = config.load(explicit)
         if settings.prefetch > 0:
             pg_wal = os.path.dirname(os.path.abspath(argv[2]))
-            if prefetch.take(prefetch.default_dir(settings, pg_wal), argv[1], argv[2], prefetch.WAIT_SECONDS):
+            if prefetch.take(prefetch.default_dir(settings, pg_wal), argv[1], argv[2]):
                 return 0
     return None
 
@@ -81,10 +81,10 @@ def build_parser():
                         help="parallel transfers of one process (default 4)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     push = sub.add_parser("wal-push", parents=[common], help="archive one WAL file (archive_command = 'walrus wal-push %%p')",
-                          description="Store a WAL file durably in the repository; also push ahead the next .ready files.")
+                          description="Store a WAL file durably in the repository; a background pusher stores the next .ready files ahead.")
     push.add_argument("path", help="the WAL file, as PostgreSQL passes it in %%p")
     push.add_argument("--compression", choices=("lz4", "zstd", "none"), help="compression for new objects (default lz4)")
-    push.add_argument("--lookahead", type=int, help="how many other .ready files to push ahead (default 16, 0 = off)")
+    push.add_argument("--lookahead", type=int, help="how many other .ready files a background pusher stores ahead (default 16, 0 = off)")
     fetch = sub.add_parser("wal-fetch", parents=[common], help="restore one WAL file (restore_command = 'walrus wal-fetch %%f %%p')",
                            description="Write an archived WAL file to DEST. Exits 1, quietly, when it is not archived.")
     fetch.add_argument("name", help="the WAL file name, as PostgreSQL passes it in %%f")

@@ -10,9 +10,8 @@ import hashlib
 import os
 import struct
 import time
-from concurrent.futures import ThreadPoolExecutor
 
-from . import codec, catalog, lookahead, prefetch, walnames
+from . import codec, catalog, lookahead, prefetch, walnames, worker
 from .errors import ConfigError, ConflictError, NotFound, ObjectExists, StorageError
 from .storage import open_storage
 
@@ -124,7 +123,8 @@ def exists(settings, name, storage=None):
 
 
 def push(settings, path, storage=None):
-    """archive_command: store `path`, and push ahead the other .ready WAL files.
+    """archive_command: store `path` durably. With look-ahead on, also make sure a background
+    pusher is storing the other .ready files, so that PostgreSQL's next calls find them done.
     Returns a dict describing what was done."""
     started = time.monotonic()
     name = os.path.basename(path)
@@ -135,29 +135,28 @@ def push(settings, path, storage=None):
         return {"name": name, "status": "pushed_ahead", "seconds": time.monotonic() - started}
     data, st = _read_file(path)
     storage = storage or open_storage(settings)
-    pusher = Pusher(settings, storage, pg_wal)
-    status, _st, _data = pusher.push(path, walname, data, st)
-    ahead = lookahead.ready_after(pg_wal, name, settings.lookahead)
-    pushed_ahead = []
-    if ahead:
-        lookahead.clean(state_dir, pg_wal, time.time())
+    if settings.lookahead > 0 and os.path.isdir(os.path.join(pg_wal, "archive_status")) \
+            and not worker.running(state_dir):
+        _start_pusher(settings, state_dir, pg_wal, exclude=name)
+    status, _st, _data = Pusher(settings, storage, pg_wal).push(path, walname, data, st)
+    return {"name": name, "status": status, "seconds": time.monotonic() - started}
 
-        def push_ahead(other):
+
+def _start_pusher(settings, state_dir, pg_wal, exclude):
+    def run(ready):
+        pusher = Pusher(settings, open_storage(settings), pg_wal)  # own client: connections are not shared across fork
+
+        def push_one(other):
             other_path = os.path.join(pg_wal, other)
-            other_data, other_st = _read_file(other_path)
-            pusher.push(other_path, walnames.parse(other), other_data, other_st)
-            lookahead.write(state_dir, other, other_st, hashlib.sha256(other_data).hexdigest())
-            return other
-
-        with ThreadPoolExecutor(max_workers=settings.upload_concurrency) as pool:
-            futures = [pool.submit(push_ahead, other) for other in ahead]
-        for future in futures:
-            # A look-ahead failure is not this call's failure: PostgreSQL will ask for that
-            # file itself, and that call reports the error.
-            if future.exception() is None:
-                pushed_ahead.append(future.result())
-    return {"name": name, "status": status, "pushed_ahead": pushed_ahead,
-            "seconds": time.monotonic() - started}
+            data, st = _read_file(other_path)
+            pusher.push(other_path, walnames.parse(other), data, st)
+            lookahead.write(state_dir, other, st)
+        lookahead.run_worker(state_dir, pg_wal, push_one, settings.lookahead, settings.upload_concurrency,
+                             {exclude}, ready)
+    try:
+        worker.spawn(state_dir, run)
+    except OSError:
+        pass  # look-ahead is an optimisation; this call still pushes its own file
 
 
 def _write_dest(dest, data):
@@ -221,6 +220,6 @@ def _start_prefetch(settings, pdir, walname, data):
                             settings.prefetch, settings.upload_concurrency, ready)
 
     try:
-        prefetch.spawn(pdir, run)
+        prefetch.start(settings, pdir, run)
     except OSError:
         pass  # prefetch is an optimisation; the foreground fetch already succeeded
