@@ -1,0 +1,1149 @@
+#!/usr/bin/env python3
+"""WAL archiving benchmark: how long PostgreSQL's own archiver takes to drain the same queue of
+real WAL segments with walrus and with its peers, on the same machine and the same SeaweedFS.
+
+Method (one run per archiver):
+  1. Once: a template cluster (archive_mode=on, archive_command=/bin/false) gets real WAL from
+     `pgbench -i` and then batched UPDATEs of pgbench_accounts (random filler) until exactly N
+     segments are marked .ready; it is stopped cleanly. Every archiver drains a copy of this
+     data directory, so every archiver ships the very same N segments (same bytes).
+  2. Per archiver: copy the template, set archive_command = 'test ! -f PAUSE && <archiver>',
+     create PAUSE, start the server with the archiver's environment (credentials never go into
+     postgresql.conf), let the archiver fail and go to sleep, then remove PAUSE and send SIGHUP
+     to the postmaster (what pg_reload_conf() does: it sets the archiver's latch) and time until
+     no .ready file is left. pg_stat_archiver must then show N more archived and no new failure,
+     and the repository must hold N WAL objects.
+  3. The walrus fast path: a look-ahead push records the next segments as stored; each later
+     `walrus wal-push` of such a segment is timed on its own (as the postgres user, via sh -c as
+     PostgreSQL calls it; the record is put back before each call).
+  4. Where walrus spends its time: import times (-X importtime), the phases of one full push
+     (imports, client, identity, compress, upload) and a timestamped archiver timeline.
+
+Usage: .venv/bin/python bench/wal_push.py [--segments 64] [--quick] [--only NAME,...] [--repeat R]
+Peers are installed (idempotently) by bench/setup_peers.sh.
+"""
+import argparse
+import datetime
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tools.pgcluster import Cluster, as_postgres, chown_postgres, scratch_dir  # noqa: E402
+from tools.seaweed import SeaweedFS  # noqa: E402
+
+VENV_BIN = os.path.join(ROOT, ".venv", "bin")
+WALRUS = os.path.join(VENV_BIN, "walrus")
+BARMAN_VENV = os.environ.get("BARMAN_VENV", "/opt/walrus-bench/barman-venv")
+RESULTS = os.path.join(ROOT, "bench", "results")
+WAL_NAME = re.compile(r"^[0-9A-F]{24}")
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def log(msg):
+    sys.stderr.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+def postgres_ids():
+    pw = pwd.getpwnam("postgres")
+    return pw.pw_uid, pw.pw_gid
+
+
+def chown_tree(path):
+    uid, gid = postgres_ids()
+    for dirpath, dirs, files in os.walk(path):
+        os.chown(dirpath, uid, gid)
+        for name in dirs + files:
+            os.lchown(os.path.join(dirpath, name), uid, gid)
+
+
+def write_file(path, text, mode=0o644, owner_postgres=True):
+    with open(path, "w") as handle:
+        handle.write(text)
+    os.chmod(path, mode)
+    if owner_postgres:
+        chown_postgres(path)
+
+
+class BenchSeaweedFS(SeaweedFS):
+    """tools.seaweed.SeaweedFS, isolated from other SeaweedFS servers on this (shared) machine.
+    weed always puts its gRPC unix sockets in /tmp/seaweedfs-*.sock, and SeaweedFS.stop()
+    removes every such socket, so someone else's test run breaks ours mid-benchmark (seen:
+    'dial unix /tmp/seaweedfs-filer-grpc-N.sock: no such file'). Here weed runs in a private
+    mount namespace whose /tmp is a directory of its own; its data lives outside /tmp; and stop()
+    removes only what is ours."""
+
+    def start(self, timeout=60):
+        import tools.seaweed as seaweed_module
+        real = seaweed_module.weed_binary()
+        private_tmp = os.path.join(self.workdir, "private-tmp")
+        os.makedirs(private_tmp, exist_ok=True)
+        wrapper = os.path.join(self.workdir, "weed-isolated")
+        with open(wrapper, "w") as handle:
+            handle.write("#!/bin/bash\n"
+                         "exec unshare --mount --propagation private -- /bin/bash -c "
+                         "'mount --bind \"$1\" /tmp || exit 1; shift; exec \"$@\"' _ %s %s \"$@\"\n"
+                         % (private_tmp, real))
+        os.chmod(wrapper, 0o755)
+        saved = seaweed_module.weed_binary
+        seaweed_module.weed_binary = lambda: wrapper
+        try:
+            return SeaweedFS.start(self, timeout)
+        finally:
+            seaweed_module.weed_binary = saved
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        shutil.rmtree(os.path.join(self.workdir, "data"), ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Archivers: each returns (real archive command with %p/%f, extra environment for the postmaster)
+# ---------------------------------------------------------------------------------------------
+
+class Archiver(object):
+    def __init__(self, name, label, setup, quick=True, s3=True, note=""):
+        self.name, self.label, self.setup, self.quick, self.s3, self.note = name, label, setup, quick, s3, note
+
+
+def _walrus(ctx, run, https=False, **extra):
+    bucket = ctx.new_bucket()
+    env = dict(ctx.weed.env())
+    if https:
+        env["AWS_ENDPOINT_URL_S3"] = ctx.weed.https_endpoint
+        env["AWS_CA_BUNDLE"] = ctx.weed.cert
+    env["WALRUS_REPO"] = "s3://%s/cluster" % bucket
+    env.update(extra)
+    run.repo = ("s3", bucket, "cluster/")
+    return "%s wal-push %%p" % WALRUS, env
+
+
+def setup_walrus_s3(ctx, run):
+    return _walrus(ctx, run)
+
+
+def setup_walrus_s3_https(ctx, run):
+    return _walrus(ctx, run, https=True)
+
+
+def setup_walrus_s3_nolookahead(ctx, run):
+    return _walrus(ctx, run, WALRUS_LOOKAHEAD="0")
+
+
+def setup_walrus_fs(ctx, run):
+    repo = os.path.join(run.dir, "walrus-repo")
+    os.makedirs(repo)
+    chown_postgres(repo)
+    run.repo = ("fs", repo)
+    return "%s wal-push %%p" % WALRUS, {"WALRUS_REPO": repo}
+
+
+def setup_cp(ctx, run):
+    dest = os.path.join(run.dir, "cp-archive")
+    os.makedirs(dest)
+    chown_postgres(dest)
+    run.repo = ("fs", dest)
+    return "test ! -f %s/%%f && cp %%p %s/%%f" % (dest, dest), {}
+
+
+def _pgbackrest(ctx, run, asynchronous, extra=()):
+    bucket = ctx.new_bucket()
+    conf = os.path.join(run.dir, "pgbackrest.conf")
+    for sub in ("pgbr-log", "pgbr-lock", "pgbr-spool"):
+        os.makedirs(os.path.join(run.dir, sub))
+        chown_postgres(os.path.join(run.dir, sub))
+    lines = [
+        "[global]",
+        "repo1-type=s3",
+        "repo1-path=/pgbackrest",
+        "repo1-s3-bucket=%s" % bucket,
+        "repo1-s3-endpoint=localhost",
+        "repo1-storage-port=%d" % ctx.weed.https_port,
+        "repo1-s3-region=us-east-1",
+        "repo1-s3-uri-style=path",
+        "repo1-storage-ca-file=%s" % ctx.weed.cert,
+        "log-path=%s/pgbr-log" % run.dir,
+        "lock-path=%s/pgbr-lock" % run.dir,
+        "spool-path=%s/pgbr-spool" % run.dir,
+    ]
+    if asynchronous:
+        lines += ["archive-async=y", "process-max=4"]
+    lines += list(extra)
+    lines += ["", "[bench]", "pg1-path=%s" % run.cluster.datadir, "pg1-port=%d" % run.cluster.port,
+              "pg1-socket-path=%s" % run.cluster.host, ""]
+    write_file(conf, "\n".join(lines), mode=0o640)
+    # Credentials through pgBackRest's environment options, not in any file.
+    env = {"PGBACKREST_REPO1_S3_KEY": ctx.weed.access_key, "PGBACKREST_REPO1_S3_KEY_SECRET": ctx.weed.secret_key}
+    run.repo = ("s3", bucket, "pgbackrest/archive/")
+    run.after_start = lambda: as_postgres(["pgbackrest", "--config=" + conf, "--stanza=bench", "stanza-create"],
+                                          env=dict(run.env), cwd="/tmp")
+    return "pgbackrest --config=%s --stanza=bench archive-push %%p" % conf, env
+
+
+def setup_pgbackrest_sync(ctx, run):
+    return _pgbackrest(ctx, run, False)
+
+
+def setup_pgbackrest_async(ctx, run):
+    return _pgbackrest(ctx, run, True)
+
+
+def setup_pgbackrest_sync_lz4(ctx, run):
+    return _pgbackrest(ctx, run, False, ["compress-type=lz4"])
+
+
+def _barman(ctx, run, flags=""):
+    bucket = ctx.new_bucket()
+    env = dict(ctx.weed.env())
+    env["AWS_ENDPOINT_URL_S3"] = ctx.weed.https_endpoint
+    env["AWS_CA_BUNDLE"] = ctx.weed.cert
+    run.repo = ("s3", bucket, "barman/")
+    cmd = "%s/bin/barman-cloud-wal-archive --endpoint-url %s %ss3://%s/barman bench %%p" % (
+        BARMAN_VENV, ctx.weed.https_endpoint, flags, bucket)
+    return cmd, env
+
+
+def setup_barman(ctx, run):
+    return _barman(ctx, run)
+
+
+def setup_barman_gzip(ctx, run):
+    return _barman(ctx, run, "-z ")
+
+
+ARCHIVERS = [
+    Archiver("walrus-s3", "walrus -> S3 (http)", setup_walrus_s3,
+             note="look-ahead 16, upload concurrency 4, lz4 (defaults)"),
+    Archiver("walrus-fs", "walrus -> local dir", setup_walrus_fs, s3=False,
+             note="fs repository: write, fsync, rename, fsync dir; look-ahead 16, lz4"),
+    Archiver("walrus-s3-nolookahead", "walrus -> S3, WALRUS_LOOKAHEAD=0", setup_walrus_s3_nolookahead,
+             note="one process per segment: what look-ahead buys"),
+    Archiver("walrus-s3-https", "walrus -> S3 (https)", setup_walrus_s3_https, quick=False,
+             note="same TLS endpoint as pgBackRest and barman-cloud"),
+    Archiver("pgbackrest-sync", "pgBackRest archive-push (sync)", setup_pgbackrest_sync,
+             note="defaults: compress-type=gz; https, path-style"),
+    Archiver("pgbackrest-async", "pgBackRest archive-push (async, process-max 4)", setup_pgbackrest_async,
+             note="archive-async=y, spool-path, process-max=4, gz"),
+    Archiver("pgbackrest-sync-lz4", "pgBackRest archive-push (sync, lz4)", setup_pgbackrest_sync_lz4, quick=False,
+             note="compress-type=lz4 (same codec as walrus)"),
+    Archiver("barman-cloud", "barman-cloud-wal-archive", setup_barman,
+             note="barman 3.19.1 defaults (no compression); https"),
+    Archiver("barman-cloud-gzip", "barman-cloud-wal-archive -z", setup_barman_gzip, quick=False,
+             note="gzip compression"),
+    Archiver("cp", "cp (floor)", setup_cp, s3=False,
+             note="test ! -f dest/%f && cp %p dest/%f (no fsync)"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The harness
+# ---------------------------------------------------------------------------------------------
+
+class Run(object):
+    def __init__(self, name, directory):
+        self.name = name
+        self.dir = directory
+        self.cluster = None
+        self.env = None
+        self.repo = None
+        self.after_start = None
+
+
+class Context(object):
+    def __init__(self, args):
+        self.args = args
+        self.workdir = scratch_dir("walrus-bench-")
+        chown_postgres(self.workdir)
+        self.weed = None
+        self.clusters = []
+        self.template = None
+        self.n = args.segments
+        # SeaweedFS data (and its private /tmp) outside /tmp: see BenchSeaweedFS.
+        self.weed_dir = tempfile.mkdtemp(prefix="walrus-bench-weed-", dir="/var/tmp")
+        os.chmod(self.weed_dir, 0o755)
+
+    def new_bucket(self):
+        name = "bench-" + uuid.uuid4().hex[:10]
+        self.weed.create_bucket(name)
+        return name
+
+    def base_env(self, extra):
+        env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": "/var/lib/postgresql", "TZ": "UTC"}
+        env.update(extra)
+        return env
+
+    def start(self, cluster, env):
+        as_postgres([cluster.bin("pg_ctl"), "-D", cluster.datadir, "-l", cluster.logfile,
+                     "-o", "-p %d" % cluster.port, "-w", "-t", "120", "start"], env=env, cwd="/tmp")
+
+    def cleanup(self):
+        self._cleanup()
+        shutil.rmtree(self.weed_dir, ignore_errors=True)
+
+    def _cleanup(self):
+        for cluster in self.clusters:
+            try:
+                cluster.stop(mode="immediate")
+            except Exception as exc:  # keep cleaning
+                log("stop %s: %s" % (cluster.datadir, exc))
+        kill_leftovers(self.workdir)
+        kill_leftovers(self.weed_dir)
+        if self.weed is not None:
+            try:
+                self.weed.stop()
+            except Exception as exc:
+                log("stop SeaweedFS: %s" % exc)
+        kill_leftovers(self.workdir)
+        if not self.args.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def kill_leftovers(path):
+    """Processes we started that still mention our unique scratch directory (e.g. a pgBackRest
+    async worker): end them by PID."""
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        try:
+            cwd = os.readlink("/proc/%s/cwd" % pid)
+        except OSError:
+            cwd = ""
+        if path in cmdline or cwd == path or cwd.startswith(path + "/"):
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def proc_cpu_seconds(pid):
+    """user+system CPU seconds of one process (all its threads)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def system_cpu():
+    """(busy, total) jiffies over all CPUs."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    idle = values[3] + values[4]
+    return sum(values) - idle, sum(values)
+
+
+def busy_fraction(before, after):
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / float(total), 3) if total else None
+
+
+def wait_for_quiet(max_wait=45, threshold=0.25):
+    """Other work on this machine (it is shared) distorts timings: wait a little for a quiet
+    moment and report how busy the machine was just before the run (fraction of all CPUs)."""
+    deadline = time.time() + max_wait
+    while True:
+        before = system_cpu()
+        time.sleep(0.5)
+        busy = busy_fraction(before, system_cpu())
+        if busy is None or busy <= threshold or time.time() > deadline:
+            return busy
+
+
+def ready_files(datadir):
+    status = os.path.join(datadir, "pg_wal", "archive_status")
+    return sorted(n for n in os.listdir(status) if n.endswith(".ready"))
+
+
+def archiver_stats(cluster):
+    row = cluster.psql("select archived_count, failed_count from pg_stat_archiver")
+    archived, failed = row.split("|")
+    return int(archived), int(failed)
+
+
+def make_template(ctx):
+    """A stopped cluster whose pg_wal holds exactly N .ready segments of real WAL."""
+    n = ctx.n
+    cluster = Cluster(os.path.join(ctx.workdir, "template", "pgdata"))
+    ctx.clusters.append(cluster)
+    cluster.initdb()
+    cluster.configure(wal_level="replica", archive_mode="on", archive_command="'/bin/false'",
+                      archive_timeout="0", max_wal_size="'4GB'", shared_buffers="'256MB'")
+    ctx.start(cluster, ctx.base_env({}))
+    started = time.time()
+    scale = max(1, n // 8)
+    cluster.pgbench("-i", "-q", "-s", str(scale))
+    if len(ready_files(cluster.datadir)) > n:
+        raise RuntimeError("pgbench -i -s %d alone made more than %d segments" % (scale, n))
+    rows = scale * 100000
+    step = 20000  # about 4 MB of WAL per batch (< one segment: the count can never skip past N)
+    aid, batches = 0, 0
+
+    def batch(size):
+        nonlocal aid, batches
+        if aid >= rows:
+            aid = 0
+        cluster.psql("update pgbench_accounts set abalance = abalance + 1, filler = md5(random()::text) "
+                     "where aid > %d and aid <= %d" % (aid, aid + size))
+        aid += size
+        batches += 1
+        if batches % 25 == 0:
+            cluster.psql("checkpoint")  # full-page images after checkpoints, as on a real primary
+
+    # With archiving on, shutdown switches to a new segment, which marks the current one .ready:
+    # fill N-1 segments, then nearly fill the current one in small batches, then stop.
+    while len(ready_files(cluster.datadir)) < n - 1:
+        batch(step)
+    seg_bytes = int(cluster.psql("select setting from pg_settings where name = 'wal_segment_size'"))
+    while int(cluster.psql("select file_offset from pg_walfile_name_offset(pg_current_wal_lsn())")) \
+            < seg_bytes - (1 << 20) and len(ready_files(cluster.datadir)) < n:
+        batch(step // 10)
+    ready = ready_files(cluster.datadir)
+    if len(ready) != n - 1:
+        raise RuntimeError("template has %d .ready files before shutdown, wanted %d" % (len(ready), n - 1))
+    cluster.stop(mode="fast")
+    ready = ready_files(cluster.datadir)
+    if len(ready) != n:
+        raise RuntimeError("template has %d .ready files after shutdown, wanted %d" % (len(ready), n))
+    sizes = set(os.path.getsize(os.path.join(cluster.datadir, "pg_wal", r[:-6])) for r in ready)
+    ctx.template = cluster
+    ctx.segments = [r[:-6] for r in ready]
+    info = {"segments": n, "segment_bytes": sorted(sizes), "pgbench_scale": scale, "update_batches": batches,
+            "seconds_to_generate": round(time.time() - started, 1)}
+    lz4_ratio = wal_compressibility(os.path.join(cluster.datadir, "pg_wal"), ctx.segments)
+    if lz4_ratio:
+        info["lz4_ratio"] = lz4_ratio
+    log("template: %s" % info)
+    return info
+
+
+def wal_compressibility(pg_wal, names):
+    try:
+        import lz4.frame
+    except ImportError:
+        return None
+    raw = comp = 0
+    for name in names[:: max(1, len(names) // 8)]:
+        with open(os.path.join(pg_wal, name), "rb") as handle:
+            data = handle.read()
+        raw += len(data)
+        comp += len(lz4.frame.compress(data))
+    return round(raw / float(comp), 2)
+
+
+def clone_template(ctx, run):
+    datadir = os.path.join(run.dir, "pgdata")
+    subprocess.run(["cp", "-a", ctx.template.datadir, datadir], check=True)
+    cluster = Cluster(datadir)
+    cluster.configure(unix_socket_directories="'%s'" % run.dir)
+    run.cluster = cluster
+    ctx.clusters.append(cluster)
+    return cluster
+
+
+def wait_archiver_asleep(cluster, timeout=30):
+    """The archiver has failed (PAUSE exists) and is waiting on its latch, not in a retry sleep."""
+    deadline = time.time() + timeout
+    last, since = None, time.time()
+    while time.time() < deadline:
+        _archived, failed = archiver_stats(cluster)
+        wait = cluster.psql("select coalesce(wait_event, '') from pg_stat_activity where backend_type = 'archiver'")
+        if failed != last:
+            last, since = failed, time.time()
+        elif failed > 0 and wait == "ArchiverMain" and time.time() - since > 1.2:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("archiver did not settle; log:\n%s" % cluster.log_tail())
+
+
+def postmaster_pid(cluster):
+    with open(os.path.join(cluster.datadir, "postmaster.pid")) as handle:
+        return int(handle.readline())
+
+
+def count_wal_objects(ctx, repo):
+    if repo is None:
+        return None
+    if repo[0] == "fs":
+        found = 0
+        for _dirpath, _dirs, files in os.walk(repo[1]):
+            found += sum(1 for f in files if WAL_NAME.match(f))
+        return found
+    _kind, bucket, prefix = repo
+    pages = ctx.weed.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return sum(1 for page in pages for item in page.get("Contents", ())
+               if WAL_NAME.match(item["Key"].rsplit("/", 1)[-1]))
+
+
+def run_archiver(ctx, archiver, wrapper=None):
+    run = Run(archiver.name, os.path.join(ctx.workdir, "run-" + archiver.name + "-" + uuid.uuid4().hex[:6]))
+    os.makedirs(run.dir)
+    os.chmod(run.dir, 0o755)
+    chown_postgres(run.dir)
+    cluster = clone_template(ctx, run)
+    real, extra_env = archiver.setup(ctx, run)
+    if wrapper:
+        real = "%s %s" % (wrapper, real)
+    pause = os.path.join(run.dir, "pause")
+    write_file(pause, "", owner_postgres=False)
+    command = "test ! -f %s && %s" % (pause, real)
+    assert "'" not in command
+    cluster.configure(archive_command="'%s'" % command)
+    run.env = ctx.base_env(extra_env)
+    try:
+        ctx.start(cluster, run.env)
+        if run.after_start:
+            run.after_start()
+        wait_archiver_asleep(cluster)
+        background = wait_for_quiet(max_wait=ctx.args.quiet_wait)
+        base_archived, base_failed = archiver_stats(cluster)
+        status = os.path.join(cluster.datadir, "pg_wal", "archive_status")
+        pid = postmaster_pid(cluster)
+        weed_cpu0, sys0 = proc_cpu_seconds(ctx.weed.proc.pid), system_cpu()
+        t0 = time.monotonic()
+        os.unlink(pause)
+        os.kill(pid, signal.SIGHUP)  # what pg_reload_conf() does; the archiver's latch is set
+        deadline = t0 + ctx.args.timeout
+        log_offset = os.path.getsize(cluster.logfile)
+        next_log_check = t0 + 0.5
+        while True:
+            if not any(n.endswith(".ready") for n in os.listdir(status)):
+                break
+            now = time.monotonic()
+            if now > deadline:
+                raise TimeoutError("%s: %d .ready left after %ds; log:\n%s" % (
+                    archiver.name, len(ready_files(cluster.datadir)), ctx.args.timeout, cluster.log_tail()))
+            if now > next_log_check:  # a failing archiver would retry for ever: stop at once
+                next_log_check = now + 0.5
+                with open(cluster.logfile, "rb") as handle:
+                    handle.seek(log_offset)
+                    if b"archive command failed" in handle.read():
+                        raise RuntimeError("%s: archive_command failed during the run; log:\n%s" % (
+                            archiver.name, cluster.log_tail()))
+            time.sleep(0.002)
+        seconds = time.monotonic() - t0
+        weed_cpu, busy = proc_cpu_seconds(ctx.weed.proc.pid) - weed_cpu0, busy_fraction(sys0, system_cpu())
+        archived, failed = archiver_stats(cluster)
+        stored = count_wal_objects(ctx, run.repo)
+        result = {"archiver": archiver.name, "label": archiver.label, "note": archiver.note,
+                  "archive_command": real, "segments": ctx.n, "seconds": round(seconds, 3),
+                  "seconds_per_segment": round(seconds / ctx.n, 4),
+                  "archived": archived - base_archived, "failed_during_run": failed - base_failed,
+                  "wal_objects_stored": stored, "machine_busy_before": background,
+                  "machine_busy_during": busy, "seaweedfs_cpu_seconds": round(weed_cpu, 2)}
+        ok = result["archived"] == ctx.n and result["failed_during_run"] == 0 and (stored is None or stored >= ctx.n)
+        result["ok"] = ok
+        if not ok:
+            log("%s: NOT OK %s\n%s" % (archiver.name, result, cluster.log_tail()))
+        return result, run
+    finally:
+        if wrapper is None:
+            finish_run(ctx, run)
+
+
+def finish_run(ctx, run):
+    if run.cluster is not None:
+        run.cluster.stop(mode="immediate")
+        if run.cluster in ctx.clusters:
+            ctx.clusters.remove(run.cluster)
+    kill_leftovers(run.dir)
+    if not ctx.args.keep:
+        shutil.rmtree(run.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The walrus fast path, and where walrus spends its time
+# ---------------------------------------------------------------------------------------------
+
+def run_as_postgres(cmd, env, cwd="/tmp", check=True):
+    uid, gid = postgres_ids()
+    res = subprocess.run(cmd, env=env, cwd=cwd, user=uid, group=gid, extra_groups=[],
+                         capture_output=True, text=True)
+    if check and res.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (" ".join(cmd), res.returncode, res.stderr))
+    return res
+
+
+def pct(values, q):
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def summarize_ms(values):
+    return {"n": len(values), "median_ms": round(statistics.median(values) * 1000, 1),
+            "mean_ms": round(statistics.mean(values) * 1000, 1), "p90_ms": round(pct(values, 0.9) * 1000, 1),
+            "min_ms": round(min(values) * 1000, 1), "max_ms": round(max(values) * 1000, 1)}
+
+
+def find_records(state_root):
+    """Look-ahead records under <pg_wal>/walrus/push (any layout): {relative path: name}."""
+    found = {}
+    for dirpath, _dirs, files in os.walk(state_root):
+        for name in files:
+            if WAL_NAME.match(name) and ".tmp." not in name:
+                found[os.path.relpath(os.path.join(dirpath, name), state_root)] = name
+    return found
+
+
+def wait_records(state_root, want, timeout=120):
+    """Wait until `want` records exist (the pusher may work in the background), then for the
+    background pusher to go idle and exit."""
+    deadline = time.monotonic() + timeout
+    while len(find_records(state_root)) < want:
+        if time.monotonic() > deadline:
+            raise TimeoutError("only %d of %d look-ahead records after %ds" % (
+                len(find_records(state_root)), want, timeout))
+        time.sleep(0.005)
+    return time.monotonic()
+
+
+def fast_path(ctx, calls):
+    """Time `walrus wal-push` calls that hit a look-ahead record (S3 repository)."""
+    bench_dir = os.path.join(ctx.workdir, "fastpath")
+    os.makedirs(bench_dir)
+    os.chmod(bench_dir, 0o755)
+    chown_postgres(bench_dir)
+    datadir = os.path.join(bench_dir, "pgdata")
+    subprocess.run(["cp", "-a", ctx.template.datadir, datadir], check=True)
+    bucket = ctx.new_bucket()
+    env = ctx.base_env(dict(ctx.weed.env(), WALRUS_REPO="s3://%s/cluster" % bucket))
+    pg_wal = os.path.join(datadir, "pg_wal")
+    first = ctx.segments[0]
+    started = time.monotonic()
+    run_as_postgres([WALRUS, "wal-push", "pg_wal/" + first], env, cwd=datadir)
+    slow_call = time.monotonic() - started
+    state = os.path.join(pg_wal, "walrus", "push")
+    want = min(len(ctx.segments) - 1, 16)
+    all_stored = wait_records(state, want) - started
+    time.sleep(4)  # a background pusher exits after a few idle seconds: time the fast path alone
+    kill_leftovers(bench_dir)
+    by_path = find_records(state)
+    records = sorted(by_path)
+    if not records:
+        raise RuntimeError("look-ahead wrote no records in %s" % state)
+    saved = os.path.join(bench_dir, "saved")
+    shutil.copytree(state, saved)
+    chown_tree(saved)
+    samples, via_sh = [], []
+    baseline_py, baseline_cp = [], []
+    cp_dest = os.path.join(bench_dir, "cpdest")
+    os.makedirs(cp_dest)
+    chown_postgres(cp_dest)
+    for i in range(calls):
+        rel = records[i % len(records)]
+        name = by_path[rel]
+        shutil.copy2(os.path.join(saved, rel), os.path.join(state, rel))
+        chown_postgres(os.path.join(state, rel))
+        use_sh = i % 2 == 1
+        cmd = ["/bin/sh", "-c", "%s wal-push pg_wal/%s" % (WALRUS, name)] if use_sh else \
+            [WALRUS, "wal-push", "pg_wal/" + name]
+        t0 = time.monotonic()
+        run_as_postgres(cmd, env, cwd=datadir)
+        took = time.monotonic() - t0
+        if os.path.exists(os.path.join(state, rel)):
+            raise RuntimeError("fast path did not consume the record of %s" % name)
+        if took > 0.1:
+            log("fast path call for %s took %.0f ms: is it really the fast path?" % (name, took * 1000))
+        (via_sh if use_sh else samples).append(took)
+    for i in range(min(calls, 30)):
+        t0 = time.monotonic()
+        run_as_postgres([os.path.join(VENV_BIN, "python"), "-S", "-c", "pass"], env)
+        baseline_py.append(time.monotonic() - t0)
+        name = by_path[records[i % len(records)]]
+        dest = os.path.join(cp_dest, name)
+        if os.path.exists(dest):
+            os.unlink(dest)
+        t0 = time.monotonic()
+        run_as_postgres(["/bin/sh", "-c", "test ! -f %s && cp pg_wal/%s %s" % (dest, name, dest)], env, cwd=datadir)
+        baseline_cp.append(time.monotonic() - t0)
+    imports = importtime(env, datadir, records[0], by_path, saved, state)
+    hyper = hyperfine_fast_path(env, datadir, records[1 % len(records)], by_path, saved, state)
+    kill_leftovers(bench_dir)
+    shutil.rmtree(bench_dir, ignore_errors=True)
+    return {"first_call_seconds": round(slow_call, 3), "seconds_until_lookahead_stored": round(all_stored, 3),
+            "records": len(records),
+            "direct_exec": summarize_ms(samples), "via_sh_c": summarize_ms(via_sh),
+            "baseline_python_S_pass": summarize_ms(baseline_py), "baseline_cp_one_segment": summarize_ms(baseline_cp),
+            "importtime_fast_path": imports, "hyperfine": hyper}
+
+
+def parse_importtime(stderr, top=8):
+    rows = []
+    for line in stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if m:
+            rows.append((int(m.group(2)), len(m.group(3)), m.group(4)))
+    total = sum(cum for cum, depth, _ in rows if depth == 1)
+    tops = sorted((r for r in rows if r[1] == 1), reverse=True)[:top]
+    return {"total_ms": round(total / 1000.0, 1),
+            "top_level": [{"module": mod, "cumulative_ms": round(cum / 1000.0, 1)} for cum, _d, mod in tops]}
+
+
+def importtime(env, datadir, rel, by_path, saved, state):
+    shutil.copy2(os.path.join(saved, rel), os.path.join(state, rel))
+    chown_postgres(os.path.join(state, rel))
+    res = run_as_postgres([os.path.join(VENV_BIN, "python"), "-X", "importtime", WALRUS, "wal-push",
+                           "pg_wal/" + by_path[rel]], env, cwd=datadir)
+    return parse_importtime(res.stderr)
+
+
+def hyperfine_fast_path(env, datadir, rel, by_path, saved, state):
+    """Cross-check with hyperfine when it is installed: --prepare puts the record back."""
+    if not shutil.which("hyperfine"):
+        return None
+    out = os.path.join(tempfile.gettempdir(), "walrus-hyperfine-%d.json" % os.getpid())
+    prepare = "cp -p %s %s" % (os.path.join(saved, rel), os.path.join(state, rel))
+    cmd = ["hyperfine", "-N", "--style", "none", "--runs", "40", "--warmup", "3", "--prepare", prepare,
+           "--export-json", out, "%s wal-push pg_wal/%s" % (WALRUS, by_path[rel])]
+    res = run_as_postgres(cmd, env, cwd=datadir, check=False)
+    try:
+        if res.returncode != 0:
+            return {"error": res.stderr.strip()[-300:]}
+        with open(out) as handle:
+            data = json.load(handle)["results"][0]
+        return {"mean_ms": round(data["mean"] * 1000, 1), "median_ms": round(data["median"] * 1000, 1),
+                "min_ms": round(data["min"] * 1000, 1), "max_ms": round(data["max"] * 1000, 1),
+                "runs": len(data["times"])}
+    finally:
+        if os.path.exists(out):
+            os.unlink(out)
+
+
+PHASES_SCRIPT = r"""
+import json, os, sys, time
+t = [("start", time.perf_counter())]
+def mark(what): t.append((what, time.perf_counter()))
+from walrus import config, walnames, codec, catalog
+mark("import walrus core (config, walnames, codec, catalog)")
+from walrus.storage import open_storage
+import walrus.storage.s3
+mark("import S3 backend (boto3, botocore)")
+settings = config.load({})
+storage = open_storage(settings)
+mark("create S3 client (session, endpoint, credentials)")
+path = sys.argv[1]
+name = os.path.basename(path)
+with open(path, "rb") as h:
+    data = h.read()
+mark("read segment (16 MiB)")
+import hashlib, lz4.frame
+hashlib.sha256(data).digest()
+mark("(alone) sha256 of the segment")
+lz4.frame.compress(data, block_size=lz4.frame.BLOCKSIZE_MAX1MB, content_checksum=False)
+mark("(alone) lz4.frame.compress of the segment")
+wn = walnames.parse(name)
+sysid, seg, magic = walnames.read_long_header(data, wn)
+catalog.ensure_identity(storage, sysid, seg, walnames.PAGE_MAGIC_TO_MAJOR.get(magic), path)
+mark("repository identity (first request: connect + get/put)")
+enc = codec.encode(data, settings.compression, settings.compression_level)
+mark("compress lz4 (%d -> %d bytes)" % (len(data), len(enc)))
+storage.put(wn.object_key(), enc)
+mark("upload (put, If-None-Match)")
+with open(sys.argv[2], "rb") as h:
+    data2 = h.read()
+wn2 = walnames.parse(os.path.basename(sys.argv[2]))
+enc2 = codec.encode(data2, settings.compression, settings.compression_level)
+mark("read + compress a second segment")
+storage.put(wn2.object_key(), enc2)
+mark("upload a second segment (warm connection)")
+print(json.dumps([(what, round((b - a) * 1000, 1)) for (_w, a), (what, b) in zip(t, t[1:])]))
+"""
+
+
+def walrus_phases(ctx):
+    """One full push taken apart with the engine's own API (nothing in the engine is changed)."""
+    bench_dir = os.path.join(ctx.workdir, "phases")
+    os.makedirs(bench_dir)
+    os.chmod(bench_dir, 0o755)
+    chown_postgres(bench_dir)
+    datadir = os.path.join(bench_dir, "pgdata")
+    subprocess.run(["cp", "-a", ctx.template.datadir, datadir], check=True)
+    script = os.path.join(bench_dir, "phases.py")
+    write_file(script, PHASES_SCRIPT)
+    out = {}
+    bucket = ctx.new_bucket()
+    env = ctx.base_env(dict(ctx.weed.env(), WALRUS_REPO="s3://%s/cluster" % bucket))
+    seg1, seg2 = (os.path.join(datadir, "pg_wal", s) for s in ctx.segments[:2])
+    t0 = time.monotonic()
+    res = run_as_postgres([os.path.join(VENV_BIN, "python"), script, seg1, seg2], env, cwd=datadir)
+    out["phases_ms"] = json.loads(res.stdout.strip().splitlines()[-1])
+    out["process_wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    # Import profile of the full (slow) path: a single push without look-ahead to a fresh prefix.
+    env2 = ctx.base_env(dict(ctx.weed.env(), WALRUS_REPO="s3://%s/cluster2" % bucket, WALRUS_LOOKAHEAD="0"))
+    t0 = time.monotonic()
+    res = run_as_postgres([os.path.join(VENV_BIN, "python"), "-X", "importtime", WALRUS, "wal-push",
+                           "pg_wal/" + ctx.segments[2]], env2, cwd=datadir)
+    out["full_path_process_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    out["importtime_full_path"] = parse_importtime(res.stderr, top=10)
+    # Plain process timings of a full push (no -X importtime), for reference.
+    times = []
+    for seg in ctx.segments[3:8]:
+        t0 = time.monotonic()
+        run_as_postgres([WALRUS, "wal-push", "pg_wal/" + seg], env2, cwd=datadir)
+        times.append(time.monotonic() - t0)
+    out["full_push_no_lookahead"] = summarize_ms(times)
+    # Look-ahead at several upload concurrencies: one call for the first segment, then wait until
+    # the other .ready segments (up to 16) are stored (in the call itself or by a background
+    # pusher). Wall time, CPU of the whole machine (walrus + SeaweedFS + anything else) and of SeaweedFS.
+    sweep = []
+    want = min(len(ctx.segments) - 1, 16)
+    for conc in (1, 2, 4, 8):
+        kill_leftovers(bench_dir)
+        shutil.rmtree(os.path.join(datadir, "pg_wal", "walrus"), ignore_errors=True)
+        env3 = ctx.base_env(dict(ctx.weed.env(), WALRUS_REPO="s3://%s/sweep-%d" % (bucket, conc),
+                                 WALRUS_UPLOAD_CONCURRENCY=str(conc)))
+        time.sleep(0.5)
+        s0, w0, t0 = system_cpu(), proc_cpu_seconds(ctx.weed.proc.pid), time.monotonic()
+        run_as_postgres([WALRUS, "wal-push", "pg_wal/" + ctx.segments[0]], env3, cwd=datadir)
+        first = time.monotonic() - t0
+        done = wait_records(os.path.join(datadir, "pg_wal", "walrus", "push"), want) - t0
+        s1, w1 = system_cpu(), proc_cpu_seconds(ctx.weed.proc.pid)
+        cpu_all = (s1[0] - s0[0]) / float(os.sysconf("SC_CLK_TCK"))
+        sweep.append({"upload_concurrency": conc, "segments": want + 1, "first_call_seconds": round(first, 3),
+                      "seconds_until_all_stored": round(done, 3),
+                      "machine_cpu_seconds": round(cpu_all, 2), "seaweedfs_cpu_seconds": round(w1 - w0, 2),
+                      "ms_per_segment": round(done * 1000 / (want + 1), 1)})
+    kill_leftovers(bench_dir)
+    out["lookahead_call_by_concurrency"] = sweep
+    shutil.rmtree(bench_dir, ignore_errors=True)
+    return out
+
+
+STAMP_WRAPPER = """#!/bin/bash
+# Benchmark profiling only: log start/end of each archive_command call (bash builtins, no forks).
+start=$EPOCHREALTIME
+"$@"
+rc=$?
+echo "${@: -1} $start $EPOCHREALTIME $rc" >> %(log)s
+exit $rc
+"""
+
+
+def archiver_timeline(ctx):
+    """A walrus-s3 run with a timestamping wrapper (not in the table): slow calls (look-ahead
+    pushes), fast calls, and the archiver's own gaps between calls."""
+    logdir = os.path.join(ctx.workdir, "timeline")
+    os.makedirs(logdir)
+    chown_postgres(logdir)
+    logpath = os.path.join(logdir, "calls.log")
+    wrapper = os.path.join(logdir, "stamp.sh")
+    write_file(wrapper, STAMP_WRAPPER % {"log": logpath}, mode=0o755)
+    archiver = [a for a in ARCHIVERS if a.name == "walrus-s3"][0]
+    result, run = run_archiver(ctx, archiver, wrapper=wrapper)
+    try:
+        calls = []
+        with open(logpath) as handle:
+            for line in handle:
+                path, start, end, rc = line.split()
+                calls.append((os.path.basename(path), float(start), float(end), int(rc)))
+    finally:
+        finish_run(ctx, run)
+    calls = [c for c in calls if c[3] == 0]
+    durations = [c[2] - c[1] for c in calls]
+    slow = [d for d in durations if d > 0.1]
+    fast = [d for d in durations if d <= 0.1]
+    gaps = [b[1] - a[2] for a, b in zip(calls, calls[1:])]
+    span = calls[-1][2] - calls[0][1] if calls else 0
+    return {"run_seconds_with_wrapper": result["seconds"], "calls": len(calls),
+            "slow_calls": len(slow), "slow_call_seconds": [round(d, 3) for d in slow],
+            "fast_calls": summarize_ms(fast) if fast else None,
+            "gap_between_calls": summarize_ms(gaps) if gaps else None,
+            "seconds_in_slow_calls": round(sum(slow), 3), "seconds_in_fast_calls": round(sum(fast), 3),
+            "seconds_in_gaps": round(sum(gaps), 3), "first_call_to_last_return": round(span, 3)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+def table(results):
+    by = dict((r["archiver"], r) for r in results if r["seconds"])
+    ref = by.get("walrus-s3")
+    cp = by.get("cp")
+    header = ["archiver", "segments", "seconds total", "s/segment", "x walrus-S3", "x cp", "ok"]
+    rows = []
+    for r in results:
+        if not r["seconds"]:
+            rows.append([r["label"], str(r["segments"]), "failed", "-", "-", "-", "NO"])
+            continue
+        rows.append([r["label"], str(r["segments"]), "%.2f" % r["seconds"], "%.4f" % r["seconds_per_segment"],
+                     "%.2f" % (r["seconds"] / ref["seconds"]) if ref else "-",
+                     "%.2f" % (r["seconds"] / cp["seconds"]) if cp else "-",
+                     "yes" if r["ok"] else "NO"])
+    return header, rows
+
+
+def render_text(header, rows):
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def render_md(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def median_results(runs):
+    """Several repetitions of one archiver -> the median run (all seconds kept)."""
+    if any(r["seconds"] is None for r in runs):
+        return [r for r in runs if r["seconds"] is None][0]
+    runs = sorted(runs, key=lambda r: r["seconds"])
+    mid = dict(runs[len(runs) // 2])
+    mid["all_seconds"] = [r["seconds"] for r in runs]
+    mid["ok"] = all(r["ok"] for r in runs)
+    return mid
+
+
+def targets(by, fast):
+    out = {}
+    w = by.get("walrus-s3")
+    if not w:
+        return out
+    if "pgbackrest-sync" in by:
+        ratio = by["pgbackrest-sync"]["seconds"] / w["seconds"]
+        out["walrus-s3 >= 4x faster than pgBackRest sync"] = {"ratio": round(ratio, 2), "met": ratio >= 4}
+    if "pgbackrest-async" in by:
+        ratio = by["pgbackrest-async"]["seconds"] / w["seconds"]
+        out["walrus-s3 faster than pgBackRest async"] = {"ratio": round(ratio, 2), "met": ratio > 1}
+    if "cp" in by:
+        ratio = w["seconds"] / by["cp"]["seconds"]
+        out["walrus-s3 within 3x of cp"] = {"ratio": round(ratio, 2), "met": ratio <= 3}
+    if fast:
+        med = fast["direct_exec"]["median_ms"]
+        out["fast path under 40 ms"] = {"median_ms": med, "met": med < 40}
+    return out
+
+
+def environment_info():
+    def cmd_out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
+        except Exception:
+            return None
+    walrus_version = cmd_out([WALRUS, "--version"])
+    commit = cmd_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    return {"cpus": os.cpu_count(), "kernel": os.uname().release, "walrus": walrus_version, "git_commit": commit,
+            "postgresql": cmd_out(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
+            "pgbackrest": cmd_out(["pgbackrest", "version"]),
+            "barman_cloud": cmd_out([os.path.join(BARMAN_VENV, "bin", "barman-cloud-wal-archive"), "--version"]),
+            "seaweedfs": cmd_out([os.path.join(VENV_BIN, "weed"), "version"])}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--segments", type=int, default=None, help="WAL segments per archiver (default 64; 16 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="fewer segments, core archivers only, no extra variants")
+    parser.add_argument("--only", help="comma-separated archiver names (%s)" % ", ".join(a.name for a in ARCHIVERS))
+    parser.add_argument("--repeat", type=int, default=1, help="runs per archiver (the median is reported)")
+    parser.add_argument("--fast-path-calls", type=int, default=None, help="timed fast-path calls (default 100; 40 with --quick)")
+    parser.add_argument("--timeout", type=int, default=900, help="seconds one drain may take")
+    parser.add_argument("--quiet-wait", type=int, default=45,
+                        help="seconds to wait, before each drain, for other load on the machine to settle")
+    parser.add_argument("--no-profile", action="store_true", help="skip the walrus profile (phases, timeline)")
+    parser.add_argument("--no-setup", action="store_true", help="do not run bench/setup_peers.sh")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (debugging)")
+    parser.add_argument("--out", default=RESULTS, help="directory for the JSON and Markdown results")
+    args = parser.parse_args()
+    if args.segments is None:
+        args.segments = 16 if args.quick else 64
+    if args.fast_path_calls is None:
+        args.fast_path_calls = 40 if args.quick else 100
+    if args.segments < 4:
+        parser.error("--segments must be at least 4")
+    if os.geteuid() != 0:
+        parser.error("run as root (servers run as the postgres user through runuser)")
+    chosen = [a for a in ARCHIVERS if (a.quick or not args.quick)]
+    if args.only:
+        names = args.only.split(",")
+        unknown = set(names) - set(a.name for a in ARCHIVERS)
+        if unknown:
+            parser.error("unknown archiver(s): %s" % ", ".join(sorted(unknown)))
+        chosen = [a for a in ARCHIVERS if a.name in names]
+
+    if not args.no_setup:
+        subprocess.run([os.path.join(ROOT, "bench", "setup_peers.sh")], check=True)
+    if not os.access(WALRUS, os.X_OK):
+        subprocess.run([os.path.join(ROOT, "tools", "install.sh"), "dev"], check=True)
+
+    ctx = Context(args)
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    started = time.time()
+    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "mode": "quick" if args.quick else "full",
+              "command": " ".join([".venv/bin/python", "bench/wal_push.py"] + sys.argv[1:]),
+              "environment": environment_info()}
+    try:
+        ctx.weed = BenchSeaweedFS(ctx.weed_dir, tls=True).start()
+        log("SeaweedFS: %s and %s" % (ctx.weed.endpoint, ctx.weed.https_endpoint))
+        report["wal"] = make_template(ctx)
+        results = []
+        for archiver in chosen:
+            runs = []
+            for i in range(args.repeat):
+                log("%s: run %d/%d" % (archiver.name, i + 1, args.repeat))
+                try:
+                    result, _run = run_archiver(ctx, archiver)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as exc:  # one broken archiver must not hide the others' results
+                    log("%s: FAILED: %s" % (archiver.name, exc))
+                    result = {"archiver": archiver.name, "label": archiver.label, "note": archiver.note,
+                              "archive_command": "", "segments": ctx.n, "seconds": None,
+                              "seconds_per_segment": None, "ok": False, "error": str(exc)[-2000:]}
+                    runs.append(result)
+                    break
+                log("%s: %.2f s, %.4f s/segment, ok=%s" % (archiver.name, result["seconds"],
+                                                          result["seconds_per_segment"], result["ok"]))
+                runs.append(result)
+            results.append(median_results(runs))
+        report["results"] = results
+        fast = None
+        if any(a.name.startswith("walrus") for a in chosen):
+            log("walrus fast path: %d calls" % args.fast_path_calls)
+            fast = fast_path(ctx, args.fast_path_calls)
+            report["fast_path"] = fast
+            if not args.no_profile:
+                log("walrus profile: phases of one push, import times")
+                report["walrus_profile"] = walrus_phases(ctx)
+                log("walrus profile: archiver timeline (walrus-s3 with a timestamping wrapper)")
+                report["walrus_timeline"] = archiver_timeline(ctx)
+        by = dict((r["archiver"], r) for r in results if r["seconds"])
+        report["targets"] = targets(by, fast)
+    finally:
+        ctx.cleanup()
+    report["bench_seconds"] = round(time.time() - started, 1)
+
+    header, rows = table(report["results"])
+    text = render_text(header, rows)
+    print()
+    print("WAL push: %d segments of %s bytes each, PostgreSQL %s, %s CPUs" % (
+        args.segments, "/".join(str(s) for s in report["wal"]["segment_bytes"]),
+        report["environment"]["postgresql"], report["environment"]["cpus"]))
+    print(text)
+    if fast:
+        print("\nwalrus fast path (record hit), %d calls: median %.1f ms, p90 %.1f ms (via sh -c: median %.1f ms); "
+              "python -S -c pass: %.1f ms; cp of one segment: %.1f ms" % (
+                  fast["direct_exec"]["n"] + fast["via_sh_c"]["n"], fast["direct_exec"]["median_ms"],
+                  fast["direct_exec"]["p90_ms"], fast["via_sh_c"]["median_ms"],
+                  fast["baseline_python_S_pass"]["median_ms"], fast["baseline_cp_one_segment"]["median_ms"]))
+    for name, t in report["targets"].items():
+        print("target: %-45s %s  %s" % (name, "MET" if t["met"] else "NOT MET",
+                                        ", ".join("%s=%s" % kv for kv in t.items() if kv[0] != "met")))
+    os.makedirs(args.out, exist_ok=True)
+    stem = "wal_push-%s%s" % (datetime.date.today().isoformat(), "-quick" if args.quick else "")
+    with open(os.path.join(args.out, stem + ".json"), "w") as handle:
+        json.dump(report, handle, indent=2)
+        handle.write("\n")
+    with open(os.path.join(args.out, stem + ".md"), "w") as handle:
+        handle.write(markdown_report(report, header, rows))
+    print("\nwrote %s.json and %s.md in %s" % (stem, stem, os.path.relpath(args.out, os.getcwd())))
+    return 0 if all(r["ok"] for r in report["results"]) else 1
+
+
+def markdown_report(report, header, rows):
+    wal = report["wal"]
+    out = ["# WAL push benchmark, %s (%s mode)" % (report["date"], report["mode"]), "",
+           "Command: `%s`" % report["command"], "",
+           "PostgreSQL's archiver drains the same %d real WAL segments (%s bytes each; lz4 ratio about %s) "
+           "with each archiver; SeaweedFS on loopback; %s CPUs. Ratios are total seconds divided by "
+           "walrus-S3's (or cp's): above 1 means slower." % (
+               wal["segments"], "/".join(str(s) for s in wal["segment_bytes"]), wal.get("lz4_ratio", "?"),
+               report["environment"]["cpus"]), "",
+           render_md(header, rows), "", "| archiver | configuration |", "|---|---|"]
+    for r in report["results"]:
+        out.append("| %s | %s; `%s` |" % (r["label"], r["note"], r["archive_command"].replace("|", "\\|")))
+    fast = report.get("fast_path")
+    if fast:
+        out += ["", "## walrus fast path (segment already pushed by look-ahead)", "",
+                "| measurement | median ms | p90 ms | min ms | max ms | n |", "|---|---:|---:|---:|---:|---:|"]
+        for key, label in (("direct_exec", "walrus wal-push (exec)"), ("via_sh_c", "walrus wal-push via sh -c"),
+                           ("baseline_python_S_pass", "python -S -c pass (floor)"),
+                           ("baseline_cp_one_segment", "sh -c 'test ! -f && cp' one segment")):
+            s = fast[key]
+            out.append("| %s | %s | %s | %s | %s | %s |" % (label, s["median_ms"], s["p90_ms"], s["min_ms"],
+                                                           s["max_ms"], s["n"]))
+        if fast.get("hyperfine") and "median_ms" in fast["hyperfine"]:
+            h = fast["hyperfine"]
+            out.append("| hyperfine -N (cross-check) | %s | - | %s | %s | %s |" % (h["median_ms"], h["min_ms"],
+                                                                               h["max_ms"], h["runs"]))
+    prof = report.get("walrus_profile")
+    if prof:
+        out += ["", "## Where a full walrus push spends its time", "", "| phase | ms |", "|---|---:|"]
+        out += ["| %s | %s |" % (k, v) for k, v in prof["phases_ms"]]
+        out += ["", "Import time of a full push (`python -X importtime`), total %s ms:" %
+                prof["importtime_full_path"]["total_ms"], ""]
+        out += ["- %s: %s ms" % (m["module"], m["cumulative_ms"]) for m in prof["importtime_full_path"]["top_level"]]
+        s = prof["full_push_no_lookahead"]
+        out += ["", "A full push of one segment (no look-ahead) as a process: median %s ms (n=%s)." % (
+            s["median_ms"], s["n"])]
+        sweep = prof.get("lookahead_call_by_concurrency")
+        if sweep:
+            out += ["", "Look-ahead: one call, then until all %d segments are stored, by upload concurrency "
+                    "(CPU seconds of the whole machine, and of SeaweedFS alone):" % sweep[0]["segments"], "",
+                    "| concurrency | first call s | all stored s | ms/segment | machine CPU s | SeaweedFS CPU s |",
+                    "|---:|---:|---:|---:|---:|---:|"]
+            out += ["| %s | %s | %s | %s | %s | %s |" % (x["upload_concurrency"], x["first_call_seconds"],
+                                                       x["seconds_until_all_stored"], x["ms_per_segment"],
+                                                       x["machine_cpu_seconds"], x["seaweedfs_cpu_seconds"])
+                    for x in sweep]
+    if fast:
+        imp = fast["importtime_fast_path"]
+        out += ["", "Fast path imports (`-X importtime`), total %s ms: %s." % (imp["total_ms"], ", ".join(
+            "%s %s ms" % (m["module"], m["cumulative_ms"]) for m in imp["top_level"][:5]))]
+    busy = [(r["label"], r.get("machine_busy_before"), r.get("seaweedfs_cpu_seconds")) for r in report["results"]
+            if r.get("seconds")]
+    if busy:
+        out += ["", "The machine is shared: CPU busy fraction just before each drain (other work), and "
+                "SeaweedFS CPU seconds during it: " + "; ".join("%s %s / %s s" % b for b in busy) + "."]
+    tl = report.get("walrus_timeline")
+    if tl:
+        out += ["", "## Archiver timeline, walrus-S3 (timestamping wrapper, not in the table)", "",
+                "- %d calls: %d over 100 ms (full pushes, or waits for the look-ahead pusher: %s s); "
+                "the others median %s ms (a record hit, possibly after waiting for the pusher)" % (
+                    tl["calls"], tl["slow_calls"], ", ".join(str(s) for s in tl["slow_call_seconds"]),
+                    tl["fast_calls"]["median_ms"] if tl["fast_calls"] else "-"),
+                "- time in slow calls %s s, in fast calls %s s, in the archiver between calls %s s "
+                "(gap median %s ms)" % (tl["seconds_in_slow_calls"], tl["seconds_in_fast_calls"], tl["seconds_in_gaps"],
+                                        tl["gap_between_calls"]["median_ms"] if tl["gap_between_calls"] else "-")]
+    if report.get("targets"):
+        out += ["", "## Targets", ""]
+        for name, t in report["targets"].items():
+            out.append("- %s: %s (%s)" % (name, "met" if t["met"] else "NOT met",
+                                          ", ".join("%s %s" % kv for kv in t.items() if kv[0] != "met")))
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
