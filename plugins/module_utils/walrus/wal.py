@@ -134,17 +134,20 @@ def push(settings, path, storage=None):
     if lookahead.take(state_dir, path, name):
         return {"name": name, "status": "pushed_ahead", "seconds": time.monotonic() - started}
     data, st = _read_file(path)
+    fresh = storage is None
     storage = storage or open_storage(settings)
     if settings.lookahead > 0 and os.path.isdir(os.path.join(pg_wal, "archive_status")) \
             and not worker.running(state_dir):
-        _start_pusher(settings, state_dir, pg_wal, exclude=name)
+        # A client that has not sent a request holds no connection yet, so the forked pusher may
+        # keep it and skip building its own (about 0.15 s of CPU).
+        _start_pusher(settings, state_dir, pg_wal, exclude=name, storage=storage if fresh else None)
     status, _st, _data = Pusher(settings, storage, pg_wal).push(path, walname, data, st)
     return {"name": name, "status": status, "seconds": time.monotonic() - started}
 
 
-def _start_pusher(settings, state_dir, pg_wal, exclude):
+def _start_pusher(settings, state_dir, pg_wal, exclude, storage=None):
     def run(ready):
-        pusher = Pusher(settings, open_storage(settings), pg_wal)  # own client: connections are not shared across fork
+        pusher = Pusher(settings, storage or open_storage(settings), pg_wal)
 
         def push_one(other):
             other_path = os.path.join(pg_wal, other)

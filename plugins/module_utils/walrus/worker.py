@@ -59,6 +59,7 @@ def wait_for(directory, name, attempt, wait_seconds, require_worker=False):
     With require_worker, a result is accepted only while a worker is alive (prefetched files
     left by a dead worker are not trusted). Returns attempt()'s success."""
     deadline = time.monotonic() + wait_seconds
+    pause = 0.001
     while True:
         alive = running(directory)
         if (alive or not require_worker) and attempt():
@@ -71,7 +72,8 @@ def wait_for(directory, name, attempt, wait_seconds, require_worker=False):
             return attempt()
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.002)
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.01)  # prompt for a file about to land, cheap for a long wait
 
 
 def acquire(directory, timeout=5.0):
