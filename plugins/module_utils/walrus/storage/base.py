@@ -21,8 +21,17 @@ class Storage(object):
         (atomically where the backend can)."""
         raise NotImplementedError
 
+    def put_stream(self, key, chunks, overwrite=False):
+        """Store an object given as an iterable of bytes chunks, without holding it whole in
+        memory; same durability and no-overwrite rules as put(). Returns the stored size."""
+        raise NotImplementedError
+
     def get(self, key):
         """Return the object's bytes; raise NotFound if it does not exist."""
+        raise NotImplementedError
+
+    def get_stream(self, key, chunk_size=1 << 20):
+        """Yield the object's bytes in chunks; raise NotFound (before the first chunk) if it does not exist."""
         raise NotImplementedError
 
     def exists(self, key):

@@ -58,6 +58,9 @@ class FsStorage(Storage):
                                "PostgreSQL runs as (the first push then initialises it)" % self.root)
 
     def put(self, key, data, overwrite=False):
+        self.put_stream(key, (data,), overwrite)
+
+    def put_stream(self, key, chunks, overwrite=False):
         path = self._path(key)
         directory = os.path.dirname(path)
         if not os.path.isdir(self.root):
@@ -66,10 +69,13 @@ class FsStorage(Storage):
         tmp = os.path.join(directory, "%s%s.%d.%s" % (TMP_PREFIX, os.path.basename(path), os.getpid(), os.urandom(4).hex()))
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+            size = 0
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    size += len(view)
+                    while view:
+                        view = view[os.write(fd, view):]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -83,9 +89,12 @@ class FsStorage(Storage):
                 finally:
                     os.unlink(tmp)
             _fsync_dir(directory)
-        except OSError as exc:
+            return size
+        except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if not isinstance(exc, OSError):
+                raise
             raise _io_error(exc, "writing", path)
 
     def get(self, key):
@@ -99,6 +108,30 @@ class FsStorage(Storage):
             raise NotFound("%s not found" % self.describe(key))
         except OSError as exc:
             raise _io_error(exc, "reading", path)
+
+    def get_stream(self, key, chunk_size=1 << 20):
+        path = self._path(key)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            if not os.path.isdir(self.root):
+                raise StorageError("repository directory %s does not exist" % self.root)
+            raise NotFound("%s not found" % self.describe(key))
+        except OSError as exc:
+            raise _io_error(exc, "reading", path)
+        return self._chunks(handle, path, chunk_size)
+
+    @staticmethod
+    def _chunks(handle, path, chunk_size):
+        with handle:
+            while True:
+                try:
+                    chunk = handle.read(chunk_size)
+                except OSError as exc:
+                    raise _io_error(exc, "reading", path)
+                if not chunk:
+                    return
+                yield chunk
 
     def exists(self, key):
         return os.path.exists(self._path(key))

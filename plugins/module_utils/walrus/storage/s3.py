@@ -22,6 +22,9 @@ except ImportError:  # reported when an s3:// repository is opened
 AUTH_CODES = frozenset(("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
                         "ExpiredToken", "TokenRefreshRequired", "403"))
 STREAM_RETRIES = 4
+MULTIPART_SIZE = 32 << 20
+STREAM_ERRORS = ((botocore.exceptions.ResponseStreamingError, botocore.exceptions.ReadTimeoutError,
+                  botocore.exceptions.IncompleteReadError, ConnectionError) if HAS_BOTO3 else ())
 
 
 class S3Storage(Storage):
@@ -128,9 +131,71 @@ class S3Storage(Storage):
             except botocore.exceptions.BotoCoreError as exc:
                 raise self._error(exc, "put", key)
 
+    def put_stream(self, key, chunks, overwrite=False):
+        """Multipart upload in parts of MULTIPART_SIZE (a single put for small objects); the
+        object appears only when the upload completes, so a failed one leaves nothing."""
+        buffer, parts, upload_id, size = bytearray(), [], None, 0
+        full_key = self._key(key)
+        try:
+            for chunk in chunks:
+                buffer += chunk
+                size += len(chunk)
+                while len(buffer) >= MULTIPART_SIZE:
+                    if upload_id is None:
+                        if not overwrite and not self.settings.s3_conditional_writes and self.exists(key):
+                            raise ObjectExists("object %s already exists" % self.describe(key))
+                        upload_id = self._call("put", key, self.client.create_multipart_upload, Bucket=self.bucket,
+                                               Key=full_key, **self._extra)["UploadId"]
+                    body = bytes(buffer[:MULTIPART_SIZE])
+                    del buffer[:MULTIPART_SIZE]
+                    number = len(parts) + 1
+                    etag = self._call("put", key, self.client.upload_part, Bucket=self.bucket, Key=full_key,
+                                      UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
+                    parts.append({"ETag": etag, "PartNumber": number})
+            if upload_id is None:
+                self.put(key, bytes(buffer), overwrite)
+                return size
+            if buffer:
+                number = len(parts) + 1
+                etag = self._call("put", key, self.client.upload_part, Bucket=self.bucket, Key=full_key,
+                                  UploadId=upload_id, PartNumber=number, Body=bytes(buffer))["ETag"]
+                parts.append({"ETag": etag, "PartNumber": number})
+            params = dict(Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            if not overwrite and self.settings.s3_conditional_writes:
+                params["IfNoneMatch"] = "*"
+            self._call("put", key, self.client.complete_multipart_upload, **params)
+            upload_id = None
+            return size
+        finally:
+            if upload_id is not None:
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key, UploadId=upload_id)
+                except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError):
+                    pass  # an orphaned upload costs storage until a lifecycle rule removes it, nothing else
+
+    def get_stream(self, key, chunk_size=1 << 20):
+        response = self._call("get", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return self._chunks(key, response, chunk_size)
+
+    def _chunks(self, key, response, chunk_size):
+        """Yield the body; if the connection breaks, resume with a ranged GET where it stopped."""
+        offset, attempts = 0, 0
+        while True:
+            try:
+                for chunk in response["Body"].iter_chunks(chunk_size):
+                    offset += len(chunk)
+                    yield chunk
+                return
+            except STREAM_ERRORS as exc:
+                attempts += 1
+                if attempts >= STREAM_RETRIES:
+                    raise StorageError("S3 get of %s failed while reading the body: %s" % (self.describe(key), exc))
+                time.sleep(0.1 * 2 ** attempts)
+                response = self._call("get", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key),
+                                      Range="bytes=%d-" % offset)
+
     def get(self, key):
-        stream_errors = (botocore.exceptions.ResponseStreamingError, botocore.exceptions.ReadTimeoutError,
-                         botocore.exceptions.IncompleteReadError, ConnectionError)
+        stream_errors = STREAM_ERRORS
         for attempt in range(STREAM_RETRIES):
             response = self._call("get", key, self.client.get_object, Bucket=self.bucket, Key=self._key(key))
             try:
