@@ -90,6 +90,25 @@ def build_parser():
     fetch.add_argument("name", help="the WAL file name, as PostgreSQL passes it in %%f")
     fetch.add_argument("dest", help="where to write it, as PostgreSQL passes it in %%p")
     fetch.add_argument("--prefetch", type=int, help="segments to fetch ahead in the background (default 8, 0 = off)")
+    bpush = sub.add_parser("backup-push", parents=[common], help="take a base backup of a running cluster",
+                           description="Take a base backup of the running cluster whose data directory is DATADIR, "
+                                       "streaming compressed tar parts into the repository. Connects with libpq's "
+                                       "usual PG* environment variables or the flags below. The backup is complete "
+                                       "once the WAL segment of its stop point is archived.")
+    bpush.add_argument("datadir", help="the cluster's data directory (PGDATA), read directly")
+    bpush.add_argument("--name", help="backup name (default base_<UTC start time>)")
+    bpush.add_argument("--spread-checkpoint", action="store_true",
+                       help="let the starting checkpoint spread out (default: an immediate checkpoint)")
+    bpush.add_argument("--jobs", type=int, default=4, help="tar parts built and uploaded in parallel (default 4)")
+    bpush.add_argument("--part-size-mb", type=int, default=1024, help="largest raw size of a tar part (default 1024)")
+    bpush.add_argument("--archive-timeout", type=int, default=600,
+                       help="seconds to wait for the stop point's WAL segment in the repository (default 600)")
+    bpush.add_argument("--compression", choices=("lz4", "zstd", "none"), help="compression for the parts (default lz4)")
+    bpush.add_argument("--pghost", help="PostgreSQL host or socket directory (PGHOST)")
+    bpush.add_argument("--pgport", type=int, help="PostgreSQL port (PGPORT)")
+    bpush.add_argument("--pguser", help="PostgreSQL user (PGUSER); needs the right to run the backup functions")
+    bpush.add_argument("--dbname", help="database to connect to (default postgres)")
+    bpush.add_argument("--json", action="store_true", help="print the result as JSON")
     check = sub.add_parser("check", parents=[common], help="check the repository: reachable, credentials, identity",
                            description="Check that the repository is reachable with the configured credentials and, "
                                        "given a data directory, that it belongs to that cluster.")
@@ -120,6 +139,20 @@ def cmd_wal_fetch(args):
     return 0
 
 
+def cmd_backup_push(args):
+    import json
+    from . import backup
+    result = backup.push(_settings(args), args.datadir, name=args.name, fast=not args.spread_checkpoint,
+                         jobs=args.jobs, part_mb=args.part_size_mb, archive_timeout=args.archive_timeout,
+                         conninfo={"host": args.pghost, "port": args.pgport, "user": args.pguser, "dbname": args.dbname})
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("backup %(name)s: %(files)d files, %(raw_size)d bytes (%(stored_size)d stored) in %(parts)d "
+                         "parts, WAL %(start_wal)s to %(stop_wal)s, %(seconds).1f s\n" % result)
+    return 0
+
+
 def cmd_check(args):
     import json
     from . import check
@@ -131,7 +164,7 @@ def cmd_check(args):
     return result.get("exit_code", 0)
 
 
-COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check}
+COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check, "backup-push": cmd_backup_push}
 
 
 def main(argv=None):

@@ -1,0 +1,257 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""walrus backup-push: a base backup of a running cluster, streamed into the repository.
+
+The non-exclusive backup API (pg.py) brackets a walk of the data directory and tablespaces;
+files go into tar parts that are built, compressed and uploaded as they are read, several
+parts in parallel (no staging copy on disk). The backup counts only when the WAL segment
+holding its stop point is in the repository; then the manifest, and last the sentinel, are
+written. docs/backup-format.md is the format.
+"""
+import hashlib
+import json
+import os
+import re
+import stat
+import tarfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from . import catalog, codec, pg, walnames
+from .errors import ConfigError, UsageError, WalrusError, StorageError
+from .storage import open_storage
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+PREFIX = "basebackups/"
+READ_CHUNK = 1 << 20
+MIN_PART_BYTES = 16 << 20
+# Directories whose contents a base backup leaves out (the directory itself is kept).
+EMPTY_DIRS = ("pg_wal", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots",
+              "pg_stat_tmp", "pg_subtrans")
+# Files of the data directory's top level that a base backup leaves out.
+SKIP_TOP_FILES = frozenset(("postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map",
+                            "backup_label.old", "tablespace_map.old", "current_logfiles",
+                            "standby.signal", "recovery.signal"))
+
+
+def check_name(name):
+    if not NAME_RE.match(name or "") or name == "LATEST":
+        raise UsageError("invalid backup name %r: use letters, digits, '.', '_' and '-' (not LATEST), "
+                         "starting with a letter or digit, at most 128 characters" % (name,))
+    return name
+
+
+def backup_key(name, leaf):
+    return "%s%s/%s" % (PREFIX, name, leaf)
+
+
+def _skip_file(directory_files, name, rel_dir):
+    """True for files a base backup must leave out (besides the top-level ones)."""
+    if name.startswith("pgsql_tmp") or name.startswith("pg_internal.init"):
+        return True
+    digits = re.match(r"^(\d+)", name)
+    if digits and not name.startswith(digits.group(1) + "_init"):
+        # An unlogged relation (it has an _init fork): only the _init fork is kept.
+        return (digits.group(1) + "_init") in directory_files
+    return False
+
+
+def walk(datadir, tablespaces):
+    """Directories and files to back up: (dirs [(rel, mode)], files [(rel, abs)])."""
+    dirs, files = [], []
+    roots = [("", datadir)] + [("pg_tblspc/%s" % ts["oid"], ts["location"]) for ts in tablespaces]
+    for prefix, root in roots:
+        for dirpath, dirnames, filenames in os.walk(root):
+            rel_dir = os.path.relpath(dirpath, root)
+            rel_dir = prefix if rel_dir == "." else (prefix + "/" if prefix else "") + rel_dir.replace(os.sep, "/")
+            if rel_dir and rel_dir != prefix:
+                try:
+                    dirs.append((rel_dir, stat.S_IMODE(os.lstat(dirpath).st_mode)))
+                except FileNotFoundError:
+                    dirnames[:] = []
+                    continue
+            if rel_dir in EMPTY_DIRS:
+                dirnames[:] = ["archive_status"] if rel_dir == "pg_wal" else []
+                continue
+            if rel_dir == "pg_wal/archive_status":
+                dirnames[:] = []
+                continue
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("pgsql_tmp")
+                                 and not (rel_dir == "pg_tblspc" and not prefix))
+            present = set(filenames)
+            for name in sorted(filenames):
+                full = os.path.join(dirpath, name)
+                if not rel_dir and name in SKIP_TOP_FILES:
+                    continue
+                if rel_dir == "pg_tblspc":
+                    continue  # the tablespace links; their targets are walked as roots
+                if _skip_file(present, name, rel_dir):
+                    continue
+                if not os.path.isfile(full) or os.path.islink(full):
+                    continue
+                files.append(((rel_dir + "/" if rel_dir else "") + name, full))
+    for needed in ("pg_wal", "pg_wal/archive_status"):  # pg_wal may be a link to another disk
+        if not any(d == needed for d, _m in dirs):
+            dirs.append((needed, 0o700))
+    return dirs, files
+
+
+def plan_parts(files, jobs, part_bytes):
+    """Group files (in path order) into parts of about `target` raw bytes."""
+    sized = []
+    for rel, full in files:
+        try:
+            sized.append((rel, full, os.lstat(full).st_size))
+        except FileNotFoundError:
+            continue  # gone since the walk: WAL replay recreates it if it matters
+    total = sum(size for _r, _f, size in sized)
+    target = max(MIN_PART_BYTES, min(part_bytes, total // max(1, jobs) + 1))
+    parts, current, current_bytes = [], [], 0
+    for item in sized:
+        if current and current_bytes + item[2] > target:
+            parts.append(current)
+            current, current_bytes = [], 0
+        current.append(item)
+        current_bytes += item[2]
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _tar_stream(members, entries, part_number):
+    """Yield a tar stream of the given files, recording each in `entries`. A file that
+    vanished is left out; one that shrank while read is padded with zeros to the size its
+    header declared, and one that grew is cut there (WAL replay repairs both)."""
+    for rel, full, _planned in members:
+        try:
+            handle = open(full, "rb")
+        except FileNotFoundError:
+            continue
+        with handle:
+            st = os.fstat(handle.fileno())
+            info = tarfile.TarInfo(rel)
+            info.size, info.mode, info.mtime = st.st_size, stat.S_IMODE(st.st_mode), int(st.st_mtime)
+            info.type = tarfile.REGTYPE
+            yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+            digest, remaining = hashlib.sha256(), st.st_size
+            while remaining:
+                chunk = handle.read(min(READ_CHUNK, remaining))
+                if not chunk:
+                    chunk = b"\0" * min(READ_CHUNK, remaining)
+                digest.update(chunk)
+                remaining -= len(chunk)
+                yield chunk
+            if st.st_size % tarfile.BLOCKSIZE:
+                yield b"\0" * (tarfile.BLOCKSIZE - st.st_size % tarfile.BLOCKSIZE)
+        entries.append({"path": rel, "size": st.st_size, "mode": info.mode, "mtime": info.mtime,
+                        "sha256": digest.hexdigest(), "part": part_number})
+    yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _encoded(raw_chunks, encoder):
+    yield encoder.header()
+    for chunk in raw_chunks:
+        out = encoder.update(chunk)
+        if out:
+            yield out
+    yield encoder.finish()
+
+
+def upload_part(storage, settings, name, number, members):
+    entries = []
+    encoder = codec.Encoder(settings.compression, settings.compression_level)
+    key = "part-%05d.tar" % number
+    stored = storage.put_stream(backup_key(name, key), _encoded(_tar_stream(members, entries, number), encoder))
+    return {"number": number, "key": key, "raw_size": encoder.raw_size, "stored_size": stored,
+            "sha256": encoder.sha256}, entries
+
+
+def _utc(ts):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _control_sysid(datadir):
+    from .check import data_directory_identity
+    return data_directory_identity(datadir)[0]
+
+
+def wait_for_wal(storage, walname, timeout):
+    """The backup is usable only once the segment holding its stop point is archived."""
+    deadline = time.monotonic() + timeout
+    while not storage.exists(walname.object_key()):
+        if time.monotonic() > deadline:
+            raise StorageError(
+                "WAL segment %s (the backup's stop point) did not reach %s within %d s: is archive_command "
+                "'walrus wal-push %%p' archiving into this repository?" % (walname.name, storage.describe(), timeout))
+        time.sleep(0.2)
+
+
+def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_timeout=600,
+         conninfo=None, storage=None):
+    """Take a base backup of the cluster at `datadir`. Returns the sentinel dict."""
+    started = time.time()
+    name = check_name(name or time.strftime("base_%Y%m%dT%H%M%SZ", time.gmtime(started)))
+    datadir = os.path.abspath(datadir)
+    if not os.path.isfile(os.path.join(datadir, "PG_VERSION")):
+        raise ConfigError("%s is not a PostgreSQL data directory (no PG_VERSION)" % datadir)
+    storage = storage or open_storage(settings)
+    server = pg.connect(**(conninfo or {}))
+    try:
+        sysid = server.system_identifier()
+        if _control_sysid(datadir) != sysid:
+            raise ConfigError("the server walrus connected to (system %d) does not run the data directory %s: "
+                              "check PGHOST/PGPORT" % (sysid, datadir))
+        segment_size = server.wal_segment_size()
+        catalog.ensure_identity(storage, sysid, segment_size, server.major, "the cluster at %s" % datadir)
+        if any(True for _k in storage.list(PREFIX + name + "/")):
+            raise ConfigError("a backup named %r already exists in %s" % (name, storage.describe()))
+        from_standby = server.in_recovery()
+        tablespaces = server.tablespaces()
+        start_lsn = server.start_backup("walrus %s" % name, fast)
+        dirs, files = walk(datadir, tablespaces)
+        parts_plan = plan_parts(files, jobs, part_mb << 20)
+        parts, entries = [], []
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = [pool.submit(upload_part, storage, settings, name, i + 1, members)
+                       for i, members in enumerate(parts_plan)]
+            for future in futures:
+                part, part_entries = future.result()
+                parts.append(part)
+                entries.extend(part_entries)
+        stop_lsn, label, spcmap = server.stop_backup()
+    finally:
+        server.close()
+    timeline = int(pg.label_field(label, "START TIMELINE") or 1)
+    start_wal = (pg.label_field(label, "START WAL LOCATION") or "").split("file ")[-1].rstrip(")")
+    stop_segno = (pg.parse_lsn(stop_lsn) - 1) // segment_size
+    stop_wal = walnames.segment_name(timeline, stop_segno, segment_size)
+    wait_for_wal(storage, walnames.parse(stop_wal), archive_timeout)
+    stopped = time.time()
+    manifest = {
+        "format": "walrus-backup", "format_version": 1, "name": name,
+        "system_identifier": str(sysid), "pg_version_num": server.version_num, "wal_segment_size": segment_size,
+        "timeline": timeline, "start_lsn": start_lsn, "stop_lsn": stop_lsn, "start_wal": start_wal,
+        "stop_wal": stop_wal, "start_time": _utc(started), "stop_time": _utc(stopped),
+        "from_standby": from_standby, "compression": settings.compression,
+        "backup_label": label, "tablespace_map": spcmap,
+        "tablespaces": [{"oid": ts["oid"], "location": ts["location"]} for ts in tablespaces],
+        "parts": sorted(parts, key=lambda p: p["number"]),
+        "directories": [{"path": d, "mode": m} for d, m in sorted(dirs, key=lambda dm: (dm[0].count("/"), dm[0]))],
+        "files": sorted(entries, key=lambda e: e["path"]),
+    }
+    raw_manifest = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
+    storage.put(backup_key(name, "manifest.json"), codec.encode(raw_manifest, settings.compression))
+    sentinel = {
+        "format": "walrus-backup-sentinel", "format_version": 1, "name": name,
+        "manifest_sha256": hashlib.sha256(raw_manifest).hexdigest(),
+        "start_lsn": start_lsn, "stop_lsn": stop_lsn, "start_wal": start_wal, "stop_wal": stop_wal,
+        "timeline": timeline, "start_time": manifest["start_time"], "stop_time": manifest["stop_time"],
+        "pg_version_num": server.version_num, "system_identifier": str(sysid),
+        "raw_size": sum(p["raw_size"] for p in parts), "stored_size": sum(p["stored_size"] for p in parts),
+        "files": len(entries), "parts": len(parts),
+    }
+    storage.put(backup_key(name, "sentinel.json"), codec.encode(json.dumps(sentinel, sort_keys=True).encode("utf-8"), "none"))
+    sentinel["seconds"] = round(stopped - started, 3)
+    return sentinel
+
+
+__all__ = ["push", "walk", "check_name", "WalrusError"]
