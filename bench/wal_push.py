@@ -283,6 +283,9 @@ class Context(object):
     def new_bucket(self):
         name = "bench-" + uuid.uuid4().hex[:10]
         self.weed.create_bucket(name)
+        # SeaweedFS allocates volumes on a bucket's first write (about 0.2 s here): pay that
+        # before the clock runs, the same for every archiver. (Not a WAL name: never counted.)
+        self.weed.client().put_object(Bucket=name, Key="bench-warmup", Body=b"warm")
         return name
 
     def base_env(self, extra):
@@ -458,6 +461,7 @@ def wal_compressibility(pg_wal, names):
 def clone_template(ctx, run):
     datadir = os.path.join(run.dir, "pgdata")
     subprocess.run(["cp", "-a", ctx.template.datadir, datadir], check=True)
+    os.sync()  # 1 GB of fresh copies must not be written back while a drain is timed
     cluster = Cluster(datadir)
     cluster.configure(unix_socket_directories="'%s'" % run.dir)
     run.cluster = cluster
@@ -949,8 +953,19 @@ def environment_info():
         except Exception:
             return None
     walrus_version = cmd_out([WALRUS, "--version"])
+    # The engine is being changed while benchmarks run: fingerprint the installed code measured.
+    import hashlib
+    engine = hashlib.sha256()
+    pkg = subprocess.run([os.path.join(VENV_BIN, "python"), "-c", "import walrus, os; print(os.path.dirname(walrus.__file__))"],
+                         capture_output=True, text=True).stdout.strip()
+    for dirpath, dirs, files in sorted(os.walk(pkg)) if pkg else ():
+        dirs.sort()
+        for name in sorted(f for f in files if f.endswith(".py")):
+            with open(os.path.join(dirpath, name), "rb") as handle:
+                engine.update(name.encode() + handle.read())
     commit = cmd_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
     return {"cpus": os.cpu_count(), "kernel": os.uname().release, "walrus": walrus_version, "git_commit": commit,
+            "walrus_engine_sha256": engine.hexdigest()[:16] if pkg else None,
             "postgresql": cmd_out(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
             "pgbackrest": cmd_out(["pgbackrest", "version"]),
             "barman_cloud": cmd_out([os.path.join(BARMAN_VENV, "bin", "barman-cloud-wal-archive"), "--version"]),
