@@ -109,12 +109,54 @@ def build_parser():
     bpush.add_argument("--pguser", help="PostgreSQL user (PGUSER); needs the right to run the backup functions")
     bpush.add_argument("--dbname", help="database to connect to (default postgres)")
     bpush.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_restore_parsers(sub, common)
     check = sub.add_parser("check", parents=[common], help="check the repository: reachable, credentials, identity",
                            description="Check that the repository is reachable with the configured credentials and, "
                                        "given a data directory, that it belongs to that cluster.")
     check.add_argument("--pgdata", help="data directory whose system identifier must match the repository (PGDATA)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
+
+
+def _add_restore_parsers(sub, common):
+    """backup-list and backup-fetch (restore.py, backups.py)."""
+    import argparse
+    import textwrap
+    blist = sub.add_parser("backup-list", parents=[common], help="list the complete base backups in the repository",
+                           description="List the complete base backups (those whose sentinel is stored), oldest first.")
+    blist.add_argument("--json", action="store_true", help="print the backups' sentinels as JSON")
+    bfetch = sub.add_parser(
+        "backup-fetch", parents=[common], help="restore a base backup into a directory, ready for recovery",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill("Restore base backup NAME (or LATEST, the newest complete one) into TARGETDIR, verifying every "
+                    "file against the backup's manifest, then prepare point-in-time recovery: a walrus block in "
+                    "postgresql.auto.conf (restore_command = '<this walrus> wal-fetch %f %p' and the recovery target "
+                    "given below) and recovery.signal (standby.signal with --standby), written last. Run it as the "
+                    "user PostgreSQL runs as. With LATEST and --target-time/--target-lsn, the newest backup that "
+                    "ends before the target is taken.", 88, break_on_hyphens=False),
+        epilog="examples:\n"
+               "  walrus backup-fetch LATEST /var/lib/postgresql/15/main\n"
+               "  walrus backup-fetch LATEST /srv/pitr --target-time '2026-11-24 23:20:00+00' --target-action promote\n"
+               "  walrus backup-fetch base_20261124T231500Z /srv/copy --tablespace-map 16390=/srv/copy-ts1\n"
+               "then start PostgreSQL on TARGETDIR (after setting a free port if the original runs on this host).")
+    bfetch.add_argument("name", metavar="NAME|LATEST", help="backup name (see backup-list) or LATEST")
+    bfetch.add_argument("target", metavar="TARGETDIR", help="data directory to create (must be empty or absent)")
+    bfetch.add_argument("--jobs", type=int, metavar="N", default=4, help="tar parts downloaded and unpacked in parallel (default 4)")
+    bfetch.add_argument("--target-time", metavar="TIME", help="recover up to this time (recovery_target_time), e.g. '2026-11-24 23:20:00+00'")
+    bfetch.add_argument("--target-lsn", metavar="LSN", help="recover up to this WAL location (recovery_target_lsn), e.g. 0/5000028")
+    bfetch.add_argument("--target-xid", metavar="XID", help="recover up to this transaction id (recovery_target_xid)")
+    bfetch.add_argument("--target-name", metavar="NAME", help="recover up to this restore point (pg_create_restore_point)")
+    bfetch.add_argument("--target-immediate", action="store_true",
+                        help="stop as soon as the backup is consistent (recovery_target = 'immediate')")
+    bfetch.add_argument("--target-timeline", metavar="TL", help="timeline to recover along: latest (PostgreSQL's default), current or a number")
+    bfetch.add_argument("--target-action", choices=("pause", "promote", "shutdown"),
+                        help="what the server does at the target (PostgreSQL's default: pause)")
+    bfetch.add_argument("--tablespace-map", action="append", default=[], metavar="OID=DIR",
+                        help="restore tablespace OID into DIR instead of its original location (repeatable)")
+    bfetch.add_argument("--standby", action="store_true", help="write standby.signal instead of recovery.signal")
+    bfetch.add_argument("--overwrite", action="store_true",
+                        help="empty a non-empty TARGETDIR (and tablespace directories) first; never a running server's")
+    bfetch.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _settings(args):
@@ -153,6 +195,53 @@ def cmd_backup_push(args):
     return 0
 
 
+def cmd_backup_list(args):
+    import json
+    from . import backups
+    from .storage import open_storage
+    storage = open_storage(_settings(args))
+    problems = []
+    found = backups.list_backups(storage, problems)
+    for problem in problems:
+        sys.stderr.write("walrus: warning: %s\n" % problem)
+    if args.json:
+        sys.stdout.write(json.dumps(found, indent=2, sort_keys=True) + "\n")
+    elif not found:
+        sys.stdout.write("no complete backup in %s\n" % storage.describe())
+    else:
+        sys.stdout.write("\n".join(backups.render(found)) + "\n")
+    return 0
+
+
+def cmd_backup_fetch(args):
+    import json
+    from . import restore
+    spaces = {}
+    for item in args.tablespace_map:
+        oid, sep, path = item.partition("=")
+        if not sep or not oid.strip().isdigit() or not path:
+            return _fail("--tablespace-map %r: use OID=DIR" % item, EXIT_USAGE)
+        spaces[oid.strip()] = path
+    recovery = {"time": args.target_time, "lsn": args.target_lsn, "xid": args.target_xid, "name": args.target_name,
+                "immediate": args.target_immediate, "timeline": args.target_timeline, "action": args.target_action}
+    if args.jobs < 1:
+        return _fail("--jobs must be at least 1", EXIT_USAGE)
+    try:
+        result = restore.fetch_backup(_settings(args), args.name, args.target, tablespace_map=spaces, jobs=args.jobs,
+                                      recovery=recovery, standby=args.standby, overwrite=args.overwrite)
+    except NotFound as exc:
+        return _fail(str(exc), EXIT_USAGE)  # no such backup: the caller named the wrong one
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("backup %s restored into %s: %d files, %d bytes in %.1f s; %s written, recovery settings in "
+                         "postgresql.auto.conf:\n" % (result["name"], result["target"], result["files"], result["bytes"],
+                                                      result["seconds"], result["signal"]))
+        for key, value in sorted(result["recovery"].items()):
+            sys.stdout.write("  %s = %s\n" % (key, value))
+    return 0
+
+
 def cmd_check(args):
     import json
     from . import check
@@ -164,7 +253,8 @@ def cmd_check(args):
     return result.get("exit_code", 0)
 
 
-COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check, "backup-push": cmd_backup_push}
+COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check, "backup-push": cmd_backup_push,
+            "backup-list": cmd_backup_list, "backup-fetch": cmd_backup_fetch}
 
 
 def main(argv=None):
