@@ -128,12 +128,13 @@ def _add_restore_parsers(sub, common):
     bfetch = sub.add_parser(
         "backup-fetch", parents=[common], help="restore a base backup into a directory, ready for recovery",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=textwrap.fill("Restore base backup NAME (or LATEST, the newest complete one) into TARGETDIR, verifying every "
-                    "file against the backup's manifest, then prepare point-in-time recovery: a walrus block in "
-                    "postgresql.auto.conf (restore_command = '<this walrus> wal-fetch %f %p' and the recovery target "
-                    "given below) and recovery.signal (standby.signal with --standby), written last. Run it as the "
-                    "user PostgreSQL runs as. With LATEST and --target-time/--target-lsn, the newest backup that "
-                    "ends before the target is taken.", 88, break_on_hyphens=False),
+        description=textwrap.fill(
+            "Restore base backup NAME (or LATEST, the newest complete one) into TARGETDIR, verifying every "
+            "file against the backup's manifest, then prepare point-in-time recovery: a walrus block in "
+            "postgresql.auto.conf (restore_command = '<this walrus> wal-fetch %f %p' and the recovery target "
+            "given below) and recovery.signal (standby.signal with --standby), written last. Run it as the "
+            "user PostgreSQL runs as. With LATEST and --target-time/--target-lsn, the newest backup that "
+            "ends before the target is taken.", 88, break_on_hyphens=False),
         epilog="examples:\n"
                "  walrus backup-fetch LATEST /var/lib/postgresql/15/main\n"
                "  walrus backup-fetch LATEST /srv/pitr --target-time '2026-11-24 23:20:00+00' --target-action promote\n"
@@ -155,7 +156,8 @@ def _add_restore_parsers(sub, common):
                         help="restore tablespace OID into DIR instead of its original location (repeatable)")
     bfetch.add_argument("--standby", action="store_true", help="write standby.signal instead of recovery.signal")
     bfetch.add_argument("--overwrite", action="store_true",
-                        help="empty a non-empty TARGETDIR (and tablespace directories) first; never a running server's")
+                        help="empty a non-empty TARGETDIR first (and the tablespace directories it links to); "
+                             "never a running server's")
     bfetch.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -239,6 +241,9 @@ def cmd_backup_fetch(args):
                                                       result["seconds"], result["signal"]))
         for key, value in sorted(result["recovery"].items()):
             sys.stdout.write("  %s = %s\n" % (key, value))
+        if os.geteuid() == 0:
+            sys.stdout.write("note: the files belong to root; PostgreSQL refuses that: chown -R postgres: %s "
+                             "(and the tablespace directories) before starting it\n" % result["target"])
     return 0
 
 

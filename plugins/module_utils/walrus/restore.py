@@ -17,6 +17,7 @@ Safety, in the order things happen:
   all that succeeded, and recovery.signal (standby.signal) is written last: an incomplete
   target can never be started by mistake.
 """
+import collections
 import datetime
 import errno
 import hashlib
@@ -28,7 +29,7 @@ import sys
 import tarfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from . import backups, catalog, codec
 from .errors import IntegrityError, NotFound, StorageError, UsageError, WalrusError
@@ -290,13 +291,15 @@ def _write_small(dir_fd, name, data, mode=0o600):
 
 
 class _PartReader(object):
-    """A file-like object over a stored part: storage chunks -> codec.Decoder -> raw bytes."""
+    """A file-like object over a stored part: storage chunks -> codec.Decoder -> raw bytes.
+    Decoded pieces are queued as memoryviews, so a read copies each byte once."""
 
     def __init__(self, chunks, decoder, abort):
         self._chunks = iter(chunks)
         self._decoder = decoder
         self._abort = abort
-        self._buf = bytearray()
+        self._out = collections.deque()
+        self._size = 0
         self.eof = False
 
     def _fill(self):
@@ -305,27 +308,42 @@ class _PartReader(object):
         try:
             chunk = next(self._chunks)
         except StopIteration:
-            self._buf += self._decoder.finish()
+            self._decoder.finish()
             self.eof = True
             return
         view = memoryview(chunk)
         for start in range(0, len(view), DECODE_SLICE):
-            self._buf += self._decoder.update(bytes(view[start:start + DECODE_SLICE]))
+            raw = self._decoder.update(view[start:start + DECODE_SLICE])
+            if raw:
+                self._out.append(memoryview(raw))
+                self._size += len(raw)
 
     def read(self, size=-1):
-        while not self.eof and (size is None or size < 0 or len(self._buf) < size):
+        if size is None or size < 0:
+            while not self.eof:
+                self._fill()
+            size = self._size
+        while not self.eof and self._size < size:
             self._fill()
-        if size is None or size < 0 or size >= len(self._buf):
-            out, self._buf = bytes(self._buf), bytearray()
-            return out
-        out = bytes(self._buf[:size])
-        del self._buf[:size]
-        return out
+        pieces, need = [], min(size, self._size)
+        self._size -= need
+        while need:
+            head = self._out[0]
+            if len(head) <= need:
+                pieces.append(head)
+                self._out.popleft()
+                need -= len(head)
+            else:
+                pieces.append(head[:need])
+                self._out[0] = head[need:]
+                need = 0
+        return b"".join(pieces)
 
     def drain(self):
         while not self.eof:
             self._fill()
-            self._buf = bytearray()
+            self._out.clear()
+            self._size = 0
 
 
 class _Restorer(object):
@@ -446,7 +464,21 @@ def _is_running(datadir):
     return True
 
 
-def _check_empty(path, what, overwrite):
+def _linked_tablespaces(datadir):
+    """Real paths of the tablespace directories an existing data directory links to."""
+    out = set()
+    tblspc = os.path.join(datadir, "pg_tblspc")
+    try:
+        names = os.listdir(tblspc)
+    except OSError:
+        return out
+    for name in names:
+        if os.path.islink(os.path.join(tblspc, name)):
+            out.add(os.path.realpath(os.path.join(tblspc, name)))
+    return out
+
+
+def _check_empty(path, what, overwrite, hint=None):
     """Refuse a non-empty directory unless overwrite. Returns True if it must be emptied."""
     if os.path.lexists(path) and not os.path.isdir(path):
         raise UsageError("%s %s exists and is not a directory" % (what, path))
@@ -456,9 +488,9 @@ def _check_empty(path, what, overwrite):
     if not entries:
         return False
     if not overwrite:
-        raise UsageError("%s %s is not empty (%d entries: %s%s): restore into an empty directory, or use "
-                         "--overwrite to empty it first" % (what, path, len(entries), ", ".join(entries[:5]),
-                                                           ", ..." if len(entries) > 5 else ""))
+        raise UsageError("%s %s is not empty (%d entries: %s%s): %s" % (
+            what, path, len(entries), ", ".join(entries[:5]), ", ..." if len(entries) > 5 else "",
+            hint or "restore into an empty directory, or use --overwrite to empty it first"))
     if _is_running(path):
         raise UsageError("%s %s belongs to a running PostgreSQL server (postmaster.pid): stop it first" % (what, path))
     return True
@@ -576,9 +608,15 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
         if location == target or location.startswith(target + os.sep) or target.startswith(location + os.sep):
             raise UsageError("tablespace %s location %s overlaps the target %s: relocate it with --tablespace-map %s=DIR"
                              % (oid, location, target, oid))
-    to_empty = [path for path, what in [(target, "target directory")] + [
-        (loc, "tablespace %s directory" % oid) for oid, loc in sorted(plan.locations.items())]
-        if _check_empty(path, what, overwrite)]
+    to_empty = [target] if _check_empty(target, "target directory", overwrite) else []
+    # --overwrite empties a tablespace directory only if the data directory being replaced
+    # links to it: never another cluster's (e.g. the running primary's) tablespace.
+    owned = _linked_tablespaces(target) if to_empty else set()
+    for oid, location in sorted(plan.locations.items()):
+        what = "tablespace %s directory" % oid
+        if _check_empty(location, what, overwrite and os.path.realpath(location) in owned,
+                        hint="relocate it with --tablespace-map %s=DIR" % oid):
+            to_empty.append(location)
 
     roots = {}
     try:
@@ -629,7 +667,7 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby):
     errors = []
     with ThreadPoolExecutor(max_workers=max(1, min(int(jobs or 1), len(numbers) or 1))) as pool:
         futures = [pool.submit(restorer.part, n) for n in numbers]
-        for future in futures:
+        for future in as_completed(futures):
             try:
                 future.result()
             except _Aborted:
