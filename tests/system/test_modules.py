@@ -280,3 +280,29 @@ def test_secrets_stay_out_of_output(s3_repo, cluster_factory, playbook, workdir)
     with open(os.path.join(playbook.dir, "results-%d.json" % playbook.runs)) as handle:
         registered = handle.read()
     assert secret not in registered and token not in registered
+
+
+def test_backup_module_check_mode_idempotent_by_name(repo, cluster_factory, playbook):
+    cluster = cluster_factory(repo)
+    cluster.pgbench("-i", "-s", "1", "-q")
+    evars = extra_vars(repo)
+    evars["pg_secret"] = "not-a-real-password-1234"
+    task = {"walrus.postgres.backup": {"datadir": cluster.datadir, "name": "nightly", "pg_host": cluster.host,
+                                       "pg_port": cluster.port, "pg_user": "postgres",
+                                       "pg_password": "{{ pg_secret }}", "jobs": 2}}
+    (planned,) = playbook.run([task], evars, group_defaults(repo), check=True)
+    assert planned["changed"] and planned["status"] == "would_take", planned
+    assert not [k for k in repo.keys() if k.startswith("basebackups/")]
+
+    (taken,) = playbook.run([task], evars, group_defaults(repo), verbosity=3)
+    assert not taken.get("failed"), taken
+    assert taken["changed"] and taken["status"] == "taken" and taken["backup"]["name"] == "nightly"
+    assert "basebackups/nightly/sentinel.json" in repo.keys()
+    assert "not-a-real-password-1234" not in playbook.last.stdout + playbook.last.stderr
+
+    (again,) = playbook.run([task], evars, group_defaults(repo))
+    assert not again["changed"] and again["status"] == "exists"
+
+    bad = {"walrus.postgres.backup": dict(task["walrus.postgres.backup"], name="other", pg_port=1)}
+    (failed,) = playbook.run([bad], evars, group_defaults(repo))
+    assert failed["failed"] and "cannot connect to PostgreSQL" in failed["msg"] and failed["error_kind"] == "storage"

@@ -117,6 +117,11 @@ def plan_parts(files, jobs, part_bytes):
     return parts
 
 
+def is_complete(storage, name):
+    """Whether a complete backup (one with its sentinel) of that name exists."""
+    return storage.exists(backup_key(check_name(name), "sentinel.json"))
+
+
 def _tar_stream(members, entries, part_number):
     """Yield a tar stream of the given files, recording each in `entries`. A file that
     vanished is left out; one that shrank while read is padded with zeros to the size its
