@@ -124,3 +124,14 @@ def test_backup_fetch_to_a_time_between_two_backups(cluster_factory, repo, workd
     # A missing backup name is a usage error listing what exists.
     res = walrus("backup-fetch", "nightly-9", os.path.join(workdir, "x"), env=env)
     assert res.returncode == 2 and "available: nightly-1, nightly-2" in res.stderr
+
+    # A stored part changed behind walrus's back: exit 4 naming it, and nothing startable left.
+    key = "basebackups/nightly-2/part-00001.tar"
+    data = bytearray(repo.read(key))
+    data[len(data) // 2] ^= 0x20
+    repo.write(key, bytes(data))
+    broken = os.path.join(workdir, "broken")
+    res = walrus("backup-fetch", "nightly-2", broken, env=env)
+    assert res.returncode == 4 and key in res.stderr and "INCOMPLETE" in res.stderr, res.stderr
+    assert not os.path.exists(os.path.join(broken, "recovery.signal"))
+    assert not os.path.exists(os.path.join(broken, "global", "pg_control"))
