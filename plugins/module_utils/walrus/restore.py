@@ -608,15 +608,18 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
         if location == target or location.startswith(target + os.sep) or target.startswith(location + os.sep):
             raise UsageError("tablespace %s location %s overlaps the target %s: relocate it with --tablespace-map %s=DIR"
                              % (oid, location, target, oid))
-    to_empty = [target] if _check_empty(target, "target directory", overwrite) else []
-    # --overwrite empties a tablespace directory only if the data directory being replaced
-    # links to it: never another cluster's (e.g. the running primary's) tablespace.
-    owned = _linked_tablespaces(target) if to_empty else set()
-    for oid, location in sorted(plan.locations.items()):
-        what = "tablespace %s directory" % oid
-        if _check_empty(location, what, overwrite and os.path.realpath(location) in owned,
-                        hint="relocate it with --tablespace-map %s=DIR" % oid):
-            to_empty.append(location)
+    try:
+        to_empty = [target] if _check_empty(target, "target directory", overwrite) else []
+        # --overwrite empties a tablespace directory only if the data directory being replaced
+        # links to it: never another cluster's (e.g. the running primary's) tablespace.
+        owned = _linked_tablespaces(target) if to_empty else set()
+        for oid, location in sorted(plan.locations.items()):
+            what = "tablespace %s directory" % oid
+            if _check_empty(location, what, overwrite and os.path.realpath(location) in owned,
+                            hint="relocate it with --tablespace-map %s=DIR" % oid):
+                to_empty.append(location)
+    except OSError as exc:
+        raise StorageError("cannot inspect %s: %s (nothing was changed)" % (exc.filename or target, exc.strerror or exc))
 
     roots = {}
     try:
