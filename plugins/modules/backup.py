@@ -21,7 +21,7 @@ description:
     last, its sentinel are written. A backup without its sentinel does not exist.
   - With O(name) given and a complete backup of that name already in the repository, nothing is done
     (the task is idempotent); without O(name), every run takes a new backup.
-  - Run it as the PostgreSQL OS user (C(become_user: postgres)) so that every file can be read.
+  - Run it as the PostgreSQL OS user (become_user V(postgres)) so that every file can be read.
 author:
   - walrus.postgres maintainers (!UNKNOWN)
 options:

@@ -306,3 +306,39 @@ def test_backup_module_check_mode_idempotent_by_name(repo, cluster_factory, play
     bad = {"walrus.postgres.backup": dict(task["walrus.postgres.backup"], name="other", pg_port=1)}
     (failed,) = playbook.run([bad], evars, group_defaults(repo))
     assert failed["failed"] and "cannot connect to PostgreSQL" in failed["msg"] and failed["error_kind"] == "storage"
+
+
+def test_backup_info_and_restore_modules(repo, cluster_factory, playbook, workdir):
+    cluster = cluster_factory(repo)
+    cluster.pgbench("-i", "-s", "1", "-q")
+    defaults = group_defaults(repo)
+    evars = extra_vars(repo)
+    backup_task = {"walrus.postgres.backup": {"datadir": cluster.datadir, "name": "b1", "pg_host": cluster.host,
+                                              "pg_port": cluster.port, "pg_user": "postgres"}}
+    (taken,) = playbook.run([backup_task], evars, defaults)
+    assert taken["status"] == "taken", taken
+
+    (info,) = playbook.run([{"walrus.postgres.backup_info": {}}], evars, defaults)
+    assert [b["name"] for b in info["backups"]] == ["b1"] and info["latest"]["name"] == "b1"
+    assert info["identity"]["system_identifier"] == taken["backup"]["system_identifier"]
+
+    target = os.path.join(workdir, "restored")
+    restore_task = {"walrus.postgres.restore": {"target": target, "target_immediate": True, "target_action": "promote",
+                                                "walrus_command": "/opt/walrus/venv/bin/walrus"}}
+    (planned,) = playbook.run([restore_task], evars, defaults, check=True)
+    assert planned["changed"] and planned["backup"] == "b1" and not os.path.exists(target)
+
+    (restored,) = playbook.run([restore_task], evars, defaults)
+    assert not restored.get("failed"), restored
+    assert restored["backup"] == "b1" and restored["files"] == taken["backup"]["files"]
+    assert os.path.exists(os.path.join(target, "recovery.signal"))
+    auto_conf = open(os.path.join(target, "postgresql.auto.conf")).read()
+    assert "/opt/walrus/venv/bin/walrus wal-fetch" in auto_conf and "recovery_target = 'immediate'" in auto_conf
+    if repo.kind == "s3":
+        assert repo.env["AWS_SECRET_ACCESS_KEY"] not in auto_conf  # credentials stay out of the data directory
+
+    (refused,) = playbook.run([restore_task], evars, defaults)
+    assert refused["failed"] and "not empty" in refused["msg"] and refused["error_kind"] == "usage"
+    (missing,) = playbook.run([dict(restore_task, **{"walrus.postgres.restore": dict(
+        restore_task["walrus.postgres.restore"], backup="nope", target=target + "-2")})], evars, defaults)
+    assert missing["failed"] and "does not exist" in missing["msg"] and "b1" in missing["msg"]

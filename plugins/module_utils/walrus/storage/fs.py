@@ -138,7 +138,11 @@ class FsStorage(Storage):
 
     def list(self, prefix=""):
         base = self.root
-        for dirpath, dirnames, filenames in os.walk(base):
+        # Walk only below the deepest directory the prefix names (not the whole archive).
+        start = base
+        if "/" in prefix:
+            start = os.path.join(base, *[p for p in prefix.rsplit("/", 1)[0].split("/") if p not in ("", ".", "..")])
+        for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()
             rel_dir = os.path.relpath(dirpath, base)
             rel_dir = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
