@@ -1,9 +1,10 @@
 """`make demo`: continuous WAL archiving and point-in-time recovery with walrus, end to end.
 
 A PostgreSQL 15 cluster archives its WAL through `walrus wal-push` into a local-directory
-repository; we take a base backup, write more rows, mark a target, then "accidentally" delete
-rows. A second cluster restored from the base backup replays WAL fetched by `walrus wal-fetch`
-up to the target, and we prove it holds exactly what the source held at the target.
+repository; `walrus backup-push` takes a base backup, we write more rows, mark a target, then
+"accidentally" delete rows. `walrus backup-fetch` restores the backup into a second cluster, which
+replays WAL fetched by `walrus wal-fetch` up to the target, and we prove it holds exactly what
+the source held at the target.
 
 Runs as root on a fresh Debian 12 machine after `make install`. Exits non-zero if anything
 differs. Usage: .venv/bin/python tools/demo.py [--keep] [--scale N]
@@ -91,8 +92,10 @@ def repository_summary(repo):
 
 def stop_prefetch_worker(cluster):
     """A wal-fetch prefetch worker may still be waiting for recovery to ask for more; end it."""
-    from walrus import prefetch
-    prefetch.stop_worker(os.path.join(cluster.datadir, "pg_wal", "walrus", "prefetch"))
+    from walrus import worker
+    base = os.path.join(cluster.datadir, "pg_wal", "walrus", "prefetch")
+    for tag in (os.listdir(base) if os.path.isdir(base) else ()):
+        worker.stop(os.path.join(base, tag))
 
 
 def main():
@@ -154,13 +157,14 @@ def main():
         if check.returncode != 0:
             raise RuntimeError("walrus check failed (%d): %s" % (check.returncode, check.stderr))
 
-        step("Base backup")
-        detail("walrus has no base-backup command yet: using pg_basebackup -X none for now;")
-        detail("the WAL needed to make the backup consistent comes from the walrus repository.")
-        backup = os.path.join(work, "basebackup")
+        step("Base backup with walrus backup-push")
+        pg_env = dict(env, PGHOST=source.host, PGPORT=str(source.port), PGUSER="postgres")
         t0 = time.monotonic()
-        source.basebackup(backup)
-        detail("pg_basebackup -X none -c fast -> %s (%.1fs)" % (backup, time.monotonic() - t0))
+        pushed = run_walrus(["backup-push", source.datadir, "--name", "demo-base"], pg_env)
+        if pushed.returncode != 0:
+            raise RuntimeError("walrus backup-push failed (%d): %s" % (pushed.returncode, pushed.stderr))
+        detail("walrus backup-push %s --name demo-base (%.1fs)" % (source.datadir, time.monotonic() - t0))
+        detail(pushed.stdout.strip())
 
         step("More writes after the backup (they must come back from WAL)")
         source.psql("insert into demo_orders select g, 'customer-' || (g % 97), (g % 1000) / 10.0, 'after backup' "
@@ -200,18 +204,23 @@ def main():
         source.stop()
         detail("source cluster stopped: the restore below uses only the base backup and the repository")
 
-        step("Restore: base backup + WAL from walrus, up to '%s'" % TARGET_NAME)
+        step("Restore with walrus backup-fetch LATEST, then WAL from walrus up to '%s'" % TARGET_NAME)
         restored = Cluster(os.path.join(work, "restored"))
-        as_postgres(["cp", "-a", backup, restored.datadir])
-        restore_command = "%s wal-fetch %%f %%p" % WALRUS
-        restored.configure(restore_command="'%s'" % restore_command,
-                           recovery_target_name="'%s'" % TARGET_NAME,
-                           recovery_target_action="'promote'")
-        as_postgres(["touch", os.path.join(restored.datadir, "recovery.signal")])
-        detail("copied the base backup to %s" % restored.datadir)
-        detail("restore_command = '%s'" % restore_command)
-        detail("recovery_target_name = '%s'" % TARGET_NAME)
-        detail("recovery_target_action = 'promote'; recovery.signal created; port %d" % restored.port)
+        listing = run_walrus(["backup-list"], env)
+        for line in listing.stdout.splitlines():
+            detail("walrus backup-list: " + line)
+        t0 = time.monotonic()
+        fetched = run_walrus(["backup-fetch", "LATEST", restored.datadir, "--target-name", TARGET_NAME,
+                              "--target-action", "promote"], env)
+        if fetched.returncode != 0:
+            raise RuntimeError("walrus backup-fetch failed (%d): %s" % (fetched.returncode, fetched.stderr))
+        detail("walrus backup-fetch LATEST %s --target-name %s --target-action promote (%.1fs)"
+               % (restored.datadir, TARGET_NAME, time.monotonic() - t0))
+        with open(os.path.join(restored.datadir, "postgresql.auto.conf")) as handle:
+            for line in handle:
+                if line.startswith(("restore_command", "recovery_target")):
+                    detail("postgresql.auto.conf: " + line.strip())
+        detail("recovery.signal created by backup-fetch; starting on port %d" % restored.port)
         t0 = time.monotonic()
         start_with_env(restored, env)
         restored.wait_ready()
