@@ -45,20 +45,17 @@ class Server(object):
         return row[0] if row else None
 
     def row(self, sql, args=None):
-        import psycopg2
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchone()
-        except psycopg2.Error as exc:
-            raise PgError("PostgreSQL: %s" % str(exc).strip())
+        return self._execute(sql, args, lambda cur: cur.fetchone())
 
     def rows(self, sql, args=None):
+        return self._execute(sql, args, lambda cur: cur.fetchall())
+
+    def _execute(self, sql, args, fetch):
         import psycopg2
         try:
             with self.conn.cursor() as cur:
                 cur.execute(sql, args)
-                return cur.fetchall()
+                return fetch(cur)
         except psycopg2.Error as exc:
             raise PgError("PostgreSQL: %s" % str(exc).strip())
 

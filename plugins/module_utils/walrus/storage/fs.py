@@ -98,16 +98,7 @@ class FsStorage(Storage):
             raise _io_error(exc, "writing", path)
 
     def get(self, key):
-        path = self._path(key)
-        try:
-            with open(path, "rb") as handle:
-                return handle.read()
-        except FileNotFoundError:
-            if not os.path.isdir(self.root):
-                raise StorageError("repository directory %s does not exist" % self.root)
-            raise NotFound("%s not found" % self.describe(key))
-        except OSError as exc:
-            raise _io_error(exc, "reading", path)
+        return b"".join(self.get_stream(key, chunk_size=16 << 20))
 
     def get_stream(self, key, chunk_size=1 << 20):
         path = self._path(key)
