@@ -23,96 +23,25 @@ Usage: .venv/bin/python bench/wal_push.py [--segments 64] [--quick] [--only NAME
 Peers are installed (idempotently) by bench/setup_peers.sh.
 """
 import argparse
-import datetime
 import json
 import os
-import pwd
 import re
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from common import (VENV_BIN, WALRUS, RESULTS, WAL_NAME, BenchSeaweedFS, barman_env,  # noqa: E402
+                    barman_wal_archive_command, base_env, busy_fraction, chown_tree, install_signal_handlers, log,
+                    kill_leftovers, new_report, pgbackrest_config, proc_cpu_seconds, render_md,
+                    render_text, run_as_postgres, run_setup_peers, summarize_ms, system_cpu, wait_for_quiet,
+                    weed_workdir, write_file, write_results, pg_start)
 from tools.pgcluster import Cluster, as_postgres, chown_postgres, scratch_dir  # noqa: E402
-from tools.seaweed import SeaweedFS  # noqa: E402
-
-VENV_BIN = os.path.join(ROOT, ".venv", "bin")
-WALRUS = os.path.join(VENV_BIN, "walrus")
-BARMAN_VENV = os.environ.get("BARMAN_VENV", "/opt/walrus-bench/barman-venv")
-RESULTS = os.path.join(ROOT, "bench", "results")
-WAL_NAME = re.compile(r"^[0-9A-F]{24}")
-BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def log(msg):
-    sys.stderr.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
-    sys.stderr.flush()
-
-
-def postgres_ids():
-    pw = pwd.getpwnam("postgres")
-    return pw.pw_uid, pw.pw_gid
-
-
-def chown_tree(path):
-    uid, gid = postgres_ids()
-    for dirpath, dirs, files in os.walk(path):
-        os.chown(dirpath, uid, gid)
-        for name in dirs + files:
-            os.lchown(os.path.join(dirpath, name), uid, gid)
-
-
-def write_file(path, text, mode=0o644, owner_postgres=True):
-    with open(path, "w") as handle:
-        handle.write(text)
-    os.chmod(path, mode)
-    if owner_postgres:
-        chown_postgres(path)
-
-
-class BenchSeaweedFS(SeaweedFS):
-    """tools.seaweed.SeaweedFS, isolated from other SeaweedFS servers on this (shared) machine.
-    weed always puts its gRPC unix sockets in /tmp/seaweedfs-*.sock, and SeaweedFS.stop()
-    removes every such socket, so someone else's test run breaks ours mid-benchmark (seen:
-    'dial unix /tmp/seaweedfs-filer-grpc-N.sock: no such file'). Here weed runs in a private
-    mount namespace whose /tmp is a directory of its own; its data lives outside /tmp; and stop()
-    removes only what is ours."""
-
-    def start(self, timeout=60):
-        import tools.seaweed as seaweed_module
-        real = seaweed_module.weed_binary()
-        private_tmp = os.path.join(self.workdir, "private-tmp")
-        os.makedirs(private_tmp, exist_ok=True)
-        wrapper = os.path.join(self.workdir, "weed-isolated")
-        with open(wrapper, "w") as handle:
-            handle.write("#!/bin/bash\n"
-                         "exec unshare --mount --propagation private -- /bin/bash -c "
-                         "'mount --bind \"$1\" /tmp || exit 1; shift; exec \"$@\"' _ %s %s \"$@\"\n"
-                         % (private_tmp, real))
-        os.chmod(wrapper, 0o755)
-        saved = seaweed_module.weed_binary
-        seaweed_module.weed_binary = lambda: wrapper
-        try:
-            return SeaweedFS.start(self, timeout)
-        finally:
-            seaweed_module.weed_binary = saved
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        shutil.rmtree(os.path.join(self.workdir, "data"), ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,10 +55,7 @@ class Archiver(object):
 
 def _walrus(ctx, run, https=False, **extra):
     bucket = ctx.new_bucket()
-    env = dict(ctx.weed.env())
-    if https:
-        env["AWS_ENDPOINT_URL_S3"] = ctx.weed.https_endpoint
-        env["AWS_CA_BUNDLE"] = ctx.weed.cert
+    env = ctx.weed.https_env() if https else dict(ctx.weed.env())
     env["WALRUS_REPO"] = "s3://%s/cluster" % bucket
     env.update(extra)
     run.repo = ("s3", bucket, "cluster/")
@@ -167,31 +93,10 @@ def setup_cp(ctx, run):
 def _pgbackrest(ctx, run, asynchronous, extra=()):
     bucket = ctx.new_bucket()
     conf = os.path.join(run.dir, "pgbackrest.conf")
-    for sub in ("pgbr-log", "pgbr-lock", "pgbr-spool"):
-        os.makedirs(os.path.join(run.dir, sub))
-        chown_postgres(os.path.join(run.dir, sub))
-    lines = [
-        "[global]",
-        "repo1-type=s3",
-        "repo1-path=/pgbackrest",
-        "repo1-s3-bucket=%s" % bucket,
-        "repo1-s3-endpoint=localhost",
-        "repo1-storage-port=%d" % ctx.weed.https_port,
-        "repo1-s3-region=us-east-1",
-        "repo1-s3-uri-style=path",
-        "repo1-storage-ca-file=%s" % ctx.weed.cert,
-        "log-path=%s/pgbr-log" % run.dir,
-        "lock-path=%s/pgbr-lock" % run.dir,
-        "spool-path=%s/pgbr-spool" % run.dir,
-    ]
-    if asynchronous:
-        lines += ["archive-async=y", "process-max=4"]
-    lines += list(extra)
-    lines += ["", "[bench]", "pg1-path=%s" % run.cluster.datadir, "pg1-port=%d" % run.cluster.port,
-              "pg1-socket-path=%s" % run.cluster.host, ""]
-    write_file(conf, "\n".join(lines), mode=0o640)
+    extra = (["archive-async=y", "process-max=4"] if asynchronous else []) + list(extra)
     # Credentials through pgBackRest's environment options, not in any file.
-    env = {"PGBACKREST_REPO1_S3_KEY": ctx.weed.access_key, "PGBACKREST_REPO1_S3_KEY_SECRET": ctx.weed.secret_key}
+    env = pgbackrest_config(conf, ctx.weed, bucket, run.dir, run.cluster.datadir, run.cluster.port,
+                            run.cluster.host, extra)
     run.repo = ("s3", bucket, "pgbackrest/archive/")
     run.after_start = lambda: as_postgres(["pgbackrest", "--config=" + conf, "--stanza=bench", "stanza-create"],
                                           env=dict(run.env), cwd="/tmp")
@@ -212,13 +117,8 @@ def setup_pgbackrest_sync_lz4(ctx, run):
 
 def _barman(ctx, run, flags=""):
     bucket = ctx.new_bucket()
-    env = dict(ctx.weed.env())
-    env["AWS_ENDPOINT_URL_S3"] = ctx.weed.https_endpoint
-    env["AWS_CA_BUNDLE"] = ctx.weed.cert
     run.repo = ("s3", bucket, "barman/")
-    cmd = "%s/bin/barman-cloud-wal-archive --endpoint-url %s %ss3://%s/barman bench %%p" % (
-        BARMAN_VENV, ctx.weed.https_endpoint, flags, bucket)
-    return cmd, env
+    return barman_wal_archive_command(ctx.weed, bucket, flags), barman_env(ctx.weed)
 
 
 def setup_barman(ctx, run):
@@ -276,26 +176,16 @@ class Context(object):
         self.clusters = []
         self.template = None
         self.n = args.segments
-        # SeaweedFS data (and its private /tmp) outside /tmp: see BenchSeaweedFS.
-        self.weed_dir = tempfile.mkdtemp(prefix="walrus-bench-weed-", dir="/var/tmp")
-        os.chmod(self.weed_dir, 0o755)
+        self.weed_dir = weed_workdir()
 
     def new_bucket(self):
-        name = "bench-" + uuid.uuid4().hex[:10]
-        self.weed.create_bucket(name)
-        # SeaweedFS allocates volumes on a bucket's first write (about 0.2 s here): pay that
-        # before the clock runs, the same for every archiver. (Not a WAL name: never counted.)
-        self.weed.client().put_object(Bucket=name, Key="bench-warmup", Body=b"warm")
-        return name
+        return self.weed.new_bucket()
 
     def base_env(self, extra):
-        env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": "/var/lib/postgresql", "TZ": "UTC"}
-        env.update(extra)
-        return env
+        return base_env(extra)
 
     def start(self, cluster, env):
-        as_postgres([cluster.bin("pg_ctl"), "-D", cluster.datadir, "-l", cluster.logfile,
-                     "-o", "-p %d" % cluster.port, "-w", "-t", "120", "start"], env=env, cwd="/tmp")
+        pg_start(cluster, env)
 
     def cleanup(self):
         self._cleanup()
@@ -317,64 +207,6 @@ class Context(object):
         kill_leftovers(self.workdir)
         if not self.args.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def kill_leftovers(path):
-    """Processes we started that still mention our unique scratch directory (e.g. a pgBackRest
-    async worker): end them by PID."""
-    me = os.getpid()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                cmdline = handle.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        try:
-            cwd = os.readlink("/proc/%s/cwd" % pid)
-        except OSError:
-            cwd = ""
-        if path in cmdline or cwd == path or cwd.startswith(path + "/"):
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except OSError:
-                pass
-
-
-def proc_cpu_seconds(pid):
-    """user+system CPU seconds of one process (all its threads)."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            fields = handle.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def system_cpu():
-    """(busy, total) jiffies over all CPUs."""
-    with open("/proc/stat") as handle:
-        values = [int(v) for v in handle.readline().split()[1:]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def busy_fraction(before, after):
-    total = after[1] - before[1]
-    return round((after[0] - before[0]) / float(total), 3) if total else None
-
-
-def wait_for_quiet(max_wait=45, threshold=0.25):
-    """Other work on this machine (it is shared) distorts timings: wait a little for a quiet
-    moment and report how busy the machine was just before the run (fraction of all CPUs)."""
-    deadline = time.time() + max_wait
-    while True:
-        before = system_cpu()
-        time.sleep(0.5)
-        busy = busy_fraction(before, system_cpu())
-        if busy is None or busy <= threshold or time.time() > deadline:
-            return busy
 
 
 def ready_files(datadir):
@@ -582,28 +414,6 @@ def finish_run(ctx, run):
 # ---------------------------------------------------------------------------------------------
 # The walrus fast path, and where walrus spends its time
 # ---------------------------------------------------------------------------------------------
-
-def run_as_postgres(cmd, env, cwd="/tmp", check=True):
-    uid, gid = postgres_ids()
-    res = subprocess.run(cmd, env=env, cwd=cwd, user=uid, group=gid, extra_groups=[],
-                         capture_output=True, text=True)
-    if check and res.returncode != 0:
-        raise RuntimeError("%s exited %d: %s" % (" ".join(cmd), res.returncode, res.stderr))
-    return res
-
-
-def pct(values, q):
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
-
-
-def summarize_ms(values):
-    return {"n": len(values), "median_ms": round(statistics.median(values) * 1000, 1),
-            "mean_ms": round(statistics.mean(values) * 1000, 1), "p90_ms": round(pct(values, 0.9) * 1000, 1),
-            "min_ms": round(min(values) * 1000, 1), "max_ms": round(max(values) * 1000, 1)}
-
 
 def find_records(state_root):
     """Look-ahead records under <pg_wal>/walrus/push (any layout): {relative path: name}."""
@@ -903,18 +713,6 @@ def table(results):
     return header, rows
 
 
-def render_text(header, rows):
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    line = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def render_md(header, rows):
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(out)
-
-
 def median_results(runs):
     """Several repetitions of one archiver -> the median run (all seconds kept)."""
     if any(r["seconds"] is None for r in runs):
@@ -944,32 +742,6 @@ def targets(by, fast):
         med = fast["direct_exec"]["median_ms"]
         out["fast path under 40 ms"] = {"median_ms": med, "met": med < 40}
     return out
-
-
-def environment_info():
-    def cmd_out(cmd):
-        try:
-            return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
-        except Exception:
-            return None
-    walrus_version = cmd_out([WALRUS, "--version"])
-    # The engine is being changed while benchmarks run: fingerprint the installed code measured.
-    import hashlib
-    engine = hashlib.sha256()
-    pkg = subprocess.run([os.path.join(VENV_BIN, "python"), "-c", "import walrus, os; print(os.path.dirname(walrus.__file__))"],
-                         capture_output=True, text=True).stdout.strip()
-    for dirpath, dirs, files in sorted(os.walk(pkg)) if pkg else ():
-        dirs.sort()
-        for name in sorted(f for f in files if f.endswith(".py")):
-            with open(os.path.join(dirpath, name), "rb") as handle:
-                engine.update(name.encode() + handle.read())
-    commit = cmd_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    return {"cpus": os.cpu_count(), "kernel": os.uname().release, "walrus": walrus_version, "git_commit": commit,
-            "walrus_engine_sha256": engine.hexdigest()[:16] if pkg else None,
-            "postgresql": cmd_out(["/usr/lib/postgresql/15/bin/postgres", "--version"]),
-            "pgbackrest": cmd_out(["pgbackrest", "version"]),
-            "barman_cloud": cmd_out([os.path.join(BARMAN_VENV, "bin", "barman-cloud-wal-archive"), "--version"]),
-            "seaweedfs": cmd_out([os.path.join(VENV_BIN, "weed"), "version"])}
 
 
 def main():
@@ -1004,21 +776,14 @@ def main():
         chosen = [a for a in ARCHIVERS if a.name in names]
 
     if not args.no_setup:
-        subprocess.run([os.path.join(ROOT, "bench", "setup_peers.sh")], check=True)
-    if not os.access(WALRUS, os.X_OK):
-        subprocess.run([os.path.join(ROOT, "tools", "install.sh"), "dev"], check=True)
+        run_setup_peers()
 
     ctx = Context(args)
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    install_signal_handlers()
 
     started = time.time()
-    report = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "mode": "quick" if args.quick else "full",
-              "command": " ".join([".venv/bin/python", "bench/wal_push.py"] + sys.argv[1:]),
-              "environment": environment_info()}
+    report = new_report("wal_push.py", sys.argv[1:], args.quick)
     try:
         ctx.weed = BenchSeaweedFS(ctx.weed_dir, tls=True).start()
         log("SeaweedFS: %s and %s" % (ctx.weed.endpoint, ctx.weed.https_endpoint))
@@ -1076,14 +841,7 @@ def main():
     for name, t in report["targets"].items():
         print("target: %-45s %s  %s" % (name, "MET" if t["met"] else "NOT MET",
                                         ", ".join("%s=%s" % kv for kv in t.items() if kv[0] != "met")))
-    os.makedirs(args.out, exist_ok=True)
-    stem = "wal_push-%s%s" % (datetime.date.today().isoformat(), "-quick" if args.quick else "")
-    with open(os.path.join(args.out, stem + ".json"), "w") as handle:
-        json.dump(report, handle, indent=2)
-        handle.write("\n")
-    with open(os.path.join(args.out, stem + ".md"), "w") as handle:
-        handle.write(markdown_report(report, header, rows))
-    print("\nwrote %s.json and %s.md in %s" % (stem, stem, os.path.relpath(args.out, os.getcwd())))
+    write_results(args.out, "wal_push", args.quick, report, markdown_report(report, header, rows))
     return 0 if all(r["ok"] for r in report["results"]) else 1
 
 
