@@ -38,6 +38,9 @@ def test_promoted_standby_archives_history_and_partial_and_pitr_follows_new_time
     primary.psql("create table canary(v int); insert into canary values (1)")
     backup = os.path.join(workdir, "base")
     primary.basebackup(backup)
+    pushed = walrus("backup-push", primary.datadir, "--name", "before-promotion",
+                    env=repo.full_env(PGHOST=primary.host, PGPORT=str(primary.port), PGUSER="postgres"))
+    assert pushed.returncode == 0, pushed.stderr
     primary.psql("insert into canary values (2)")
     primary.wait_archived(primary.switch_wal())
     # A standby that replays the archive, then streams; promoted mid-segment, it leaves the old
@@ -77,3 +80,13 @@ def test_promoted_standby_archives_history_and_partial_and_pitr_follows_new_time
     clone.wait_ready()
     assert snapshot(clone) == expected
     assert clone.psql("select string_agg(v::text, ',' order by v) from canary") == "1,2,3,20"
+    clone.stop()
+
+    # walrus's own backup of the old primary, restored with backup-fetch, follows the same history.
+    fetched = walrus("backup-fetch", "before-promotion", os.path.join(workdir, "fetched"), "--target-timeline",
+                     "latest", env=repo.full_env(), timeout=300)
+    assert fetched.returncode == 0, fetched.stderr
+    from test_backup_fetch import start_restored
+    restored = start_restored(primary, os.path.join(workdir, "fetched"), repo.full_env())
+    assert restored.psql("select string_agg(v::text, ',' order by v) from canary") == "1,2,3,20"
+    assert restored.psql("select timeline_id from pg_control_checkpoint()") == "3"
