@@ -22,6 +22,8 @@ def test_prefetch_serves_next_segments_and_respects_timelines(repo, cluster_fact
     cluster = cluster_factory(repo, archive=False, archive_mode="on", archive_command="'/bin/false'")
     names = queue_segments(cluster, 6)
     assert push(cluster, names[0], repo.full_env(WALRUS_LOOKAHEAD="16")).returncode == 0
+    # The background pusher stores the others; prefetch stops at the first segment not archived yet.
+    assert wait_for(lambda: all("wal/00000001/" + n in repo.keys() for n in names), timeout=60)
     originals = dict((n, open(os.path.join(cluster.datadir, "pg_wal", n), "rb").read()) for n in names)
 
     restore = os.path.join(workdir, "restore")
