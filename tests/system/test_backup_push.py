@@ -74,6 +74,9 @@ def test_backup_holds_every_file_once_verified_and_leaves_out_what_it_must(repo,
     directories = [d["path"] for d in manifest["directories"]]
     assert "pg_wal" in directories and "pg_wal/archive_status" in directories and "pg_subtrans" in directories
     assert directories.index("pg_wal") < directories.index("pg_wal/archive_status")
+    # walrus's own look-ahead/prefetch state under pg_wal never travels with a backup.
+    assert os.path.isdir(os.path.join(cluster.datadir, "pg_wal", "walrus"))
+    assert not [d for d in directories if d.startswith("pg_wal/walrus")]
 
 
 def test_backup_push_refuses_bad_input_and_leaves_no_complete_backup(repo, cluster_factory):
