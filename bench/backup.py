@@ -21,7 +21,7 @@ Method, per pgbench scale:
          and the number of relation files under base/ against the source.
   3. Before each timed step: os.sync() and a wait (bounded) for the machine to be quiet; the
      busy fraction of the machine before and during each step is recorded (the machine is shared).
-  4. Optionally (--profile): where walrus spends its time in backup-push and backup-fetch
+  4. Unless --no-profile, at the last scale: where walrus spends its time in backup-push and backup-fetch
      (py-spy, sampling the walrus process tree; not in the table).
 
 Usage: .venv/bin/python bench/backup.py [--quick] [--scales 20,100] [--repeat 3] [--only NAME,...]
@@ -578,7 +578,7 @@ def analyse_pyspy(raw, wall, rate=200):
 
 def table(summaries):
     header = ["scale", "tool", "backup s", "x walrus", "x floor", "backup RSS MB", "stored MB", "restore s",
-              "x walrus", "x floor", "restore RSS MB", "+sync s", "verified"]
+              "x walrus", "x floor", "restore RSS MB", "+sync s", "restore+sync s", "verified"]
     rows = []
     by_scale = collections.OrderedDict()
     for s in summaries:
@@ -591,33 +591,36 @@ def table(summaries):
             return "%.2f" % (s[key] / base[key]) if base and base.get(key) else "-"
         for s in items:
             if "backup_seconds" not in s:
-                rows.append([str(scale), s["tool"], "failed"] + ["-"] * 9 + ["NO"])
+                rows.append([str(scale), s["tool"], "failed"] + ["-"] * 10 + ["NO"])
                 continue
             rows.append([str(scale), s["tool"], "%.2f" % s["backup_seconds"], ratio(s, ref, "backup_seconds"),
                          ratio(s, floor, "backup_seconds"), "%.0f" % s["backup_peak_rss_mb"],
                          "%.1f" % (s["stored_bytes"] / 1048576.0), "%.2f" % s["restore_seconds"],
                          ratio(s, ref, "restore_seconds"), ratio(s, floor, "restore_seconds"),
                          "%.0f" % s["restore_peak_rss_mb"], "%.2f" % s["restore_sync_after_seconds"],
+                         "%.2f" % (s["restore_seconds"] + s["restore_sync_after_seconds"]),
                          "yes" if s["ok"] else "NO"])
     return header, rows
 
 
 def targets(summaries):
+    """walrus over http and over https (the peers' transport) against each peer, per scale."""
     out = {}
     for scale in sorted(set(s["scale"] for s in summaries)):
         by = dict((s["tool"], s) for s in summaries if s["scale"] == scale and "backup_seconds" in s)
-        w = by.get("walrus-http")
-        if not w:
-            continue
-        for step in ("backup", "restore"):
-            key = step + "_seconds"
-            for peer, rule in (("pgbackrest-lz4", "at least as fast as"), ("pgbackrest-gz", "at least as fast as"),
-                               ("barman-cloud", "faster than")):
-                if peer in by:
-                    ratio = by[peer][key] / w[key]
-                    met = ratio >= 1.0 if rule == "faster than" else ratio >= 0.95
-                    out["scale %d: walrus %s %s %s" % (scale, step, rule, peer)] = {
-                        "peer_over_walrus": round(ratio, 2), "met": met}
+        for me in ("walrus-http", "walrus-https"):
+            w = by.get(me)
+            if not w:
+                continue
+            for step in ("backup", "restore"):
+                key = step + "_seconds"
+                for peer, rule in (("pgbackrest-lz4", "at least as fast as"), ("pgbackrest-gz", "at least as fast as"),
+                                   ("barman-cloud", "faster than")):
+                    if peer in by:
+                        ratio = by[peer][key] / w[key]
+                        met = ratio > 1.0 if rule == "faster than" else ratio >= 1.0
+                        out["scale %d: %s %s %s %s" % (scale, me, step, rule, peer)] = {
+                            "peer_over_walrus": round(ratio, 2), "met": met}
     return out
 
 
@@ -627,7 +630,9 @@ def markdown_report(report, header, rows):
            "Same machine (%s CPUs, shared with other work), same SeaweedFS on loopback, same pgbench database "
            "per scale; medians of %d repetition(s) (order rotated). Ratios: seconds divided by walrus-http's "
            "or the floor's (above 1 = slower). Restore = the tool's restore command into an empty directory "
-           "(download, unpack, the tool's own checks; no WAL replay); `+sync s` = a syncfs after it, apart. "
+           "(download, unpack, the tool's own checks; no WAL replay); `+sync s` = a syncfs after it, apart "
+           "(walrus and pgBackRest make their files durable themselves; barman-cloud and tar do not), and "
+           "`restore+sync s` the sum of the two medians. "
            "Peak RSS = the tool's process tree, sampled every 0.1 s." % (
                report["environment"]["cpus"], report["repeat"]), "",
            render_md(header, rows), "", "## Sources", ""]
@@ -657,8 +662,8 @@ def markdown_report(report, header, rows):
     for s in report["summaries"]:
         for v in s.get("verify", ()):
             out.append("- scale %s %s: %s" % (s["scale"], s["tool"], json.dumps(v, sort_keys=True)))
-    prof = report.get("walrus_profile")
-    if prof:
+    profiles = report.get("walrus_profiles") or ([report["walrus_profile"]] if report.get("walrus_profile") else [])
+    for prof in profiles:
         out += ["", "## Where walrus spends its time (py-spy, walrus-http, scale %s; not in the table)" %
                 prof.get("scale"), ""]
         for label in ("backup-push", "backup-fetch"):
@@ -679,6 +684,8 @@ def markdown_report(report, header, rows):
         out += ["", "## Targets", ""]
         for name, t in report["targets"].items():
             out.append("- %s: %s (peer/walrus = %s)" % (name, "met" if t["met"] else "NOT met", t["peer_over_walrus"]))
+    if report.get("analysis"):
+        out += ["", "## Analysis", ""] + ["- %s" % a for a in report["analysis"]]
     if report.get("failures"):
         out += ["", "## Failures", ""] + ["- %s" % f for f in report["failures"]]
     return "\n".join(out) + "\n"
@@ -705,17 +712,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="scale 20 only")
     parser.add_argument("--scales", help="comma-separated pgbench scales (default 20,100; 20 with --quick)")
-    parser.add_argument("--repeat", type=int, default=3, help="repetitions per tool and scale (medians reported)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="repetitions per tool and scale (medians reported; 0 with --profile: the profile only)")
     parser.add_argument("--only", help="comma-separated tools (%s)" % ", ".join(TOOL_NAMES))
     parser.add_argument("--quiet-wait", type=int, default=10,
                         help="seconds to wait, before each timed step, for other load on the machine to settle")
     parser.add_argument("--profile", dest="profile", action="store_true", default=True,
-                        help="profile walrus backup-push/backup-fetch with py-spy at the first scale (default)")
+                        help="profile walrus backup-push/backup-fetch with py-spy at the last scale (default)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--no-setup", action="store_true", help="do not run bench/setup_peers.sh")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories (debugging)")
     parser.add_argument("--out", default=RESULTS, help="directory for the JSON and Markdown results")
+    parser.add_argument("--render", metavar="JSON", help="only re-render the table and Markdown of a results file")
     args = parser.parse_args()
+    if args.render:
+        with open(args.render) as handle:
+            report = json.load(handle)
+        args.quick, args.repeat = report["mode"] == "quick", report["repeat"]
+        publish(args, report, time.time() - report.get("bench_seconds", 0), final=report.get("complete", True))
+        return 0
     scales = [int(s) for s in (args.scales or ("20" if args.quick else "20,100")).split(",")]
     if os.geteuid() != 0:
         parser.error("run as root (servers and tools run as the postgres user)")
@@ -755,16 +770,18 @@ def main():
                                                                                  str(exc)[-600:]))
                             runs[tool.name].append({"tool": tool.name, "rep": rep, "error": str(exc)[-2000:]})
                 for name, items in runs.items():
+                    if not items:  # --repeat 0: only the profile
+                        continue
                     report["runs"].extend(dict(r, scale=scale) for r in items)
                     summary = summarize(items)
                     summary["scale"] = scale
                     report["summaries"].append(summary)
-                if args.profile and "walrus_profile" not in report and "walrus-http" in names:
+                if args.profile and scale == scales[-1] and "walrus-http" in names:
                     log("walrus profile (py-spy), scale %d" % scale)
                     try:
                         prof = pyspy_profile(ctx, Walrus(ctx, False), facts)
                         prof["scale"] = scale
-                        report["walrus_profile"] = prof
+                        report.setdefault("walrus_profiles", []).append(prof)
                     except Exception as exc:
                         report["failures"].append("profile: %s" % str(exc)[-600:])
             finally:
