@@ -1,0 +1,157 @@
+"""The walrus.postgres.archiving role run by a real `ansible-playbook` against localhost, on a
+real PostgreSQL 15 cluster started by pg_ctl, with a directory repository and a real S3 server:
+check mode on a fresh host changes nothing, the role makes the cluster archive into the
+repository (a switched segment arrives), a second run changes nothing, the config file is
+private to postgres and the S3 secret appears nowhere in the output."""
+import json
+import os
+import pwd
+import re
+import stat
+import subprocess
+import tempfile
+
+import pytest
+
+# collections_path is a fixture: importing it makes it available here.
+from test_modules import PYTHON, ROOT, Playbook, collections_path  # noqa: F401  # pylint: disable=unused-import
+
+RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+
+
+@pytest.fixture(scope="session")
+def wheelhouse():
+    """Wheels of the engine's requirements (and its build backend), downloaded once per session,
+    so that each test's fresh virtualenv installs without going to the registry."""
+    path = tempfile.mkdtemp(prefix="walrus-wheels-")
+    os.chmod(path, 0o755)
+    subprocess.run([PYTHON, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "-d", path,
+                    "-r", os.path.join(ROOT, "requirements.txt"), "setuptools>=61", "wheel"],
+                   check=True, capture_output=True, timeout=600)
+    yield path
+    subprocess.run(["rm", "-rf", path], check=False)
+
+
+class RolePlaybook(Playbook):
+    """The modules' Playbook helper (same scratch dir, inventory and environment), running a role."""
+
+    def run_role(self, role, variables, check=False, verbosity=0):
+        self.runs += 1
+        playbook = os.path.join(self.dir, "play-%d.yml" % self.runs)
+        with open(playbook, "w") as handle:
+            json.dump([{"name": "walrus role", "hosts": "localhost", "gather_facts": False,
+                        "roles": [{"role": role}]}], handle, indent=1)
+        vars_file = os.path.join(self.dir, "vars-%d.json" % self.runs)
+        with open(vars_file, "w") as handle:
+            json.dump(variables, handle)
+        os.chmod(vars_file, 0o600)
+        cmd = [os.path.join(os.path.dirname(PYTHON), "ansible-playbook"), "-i", os.path.join(self.dir, "inventory"),
+               "-e", "@" + vars_file, "-e", "ansible_become_method=su", playbook]
+        if verbosity:
+            cmd.append("-" + "v" * verbosity)
+        if check:
+            cmd.append("--check")
+        proc = subprocess.run(cmd, env=self.env(), cwd=self.dir, capture_output=True, text=True, timeout=600,
+                              check=False)
+        self.last = proc
+        assert proc.returncode == 0, "ansible-playbook failed (%d):\n%s\n%s" % (
+            proc.returncode, proc.stdout, proc.stderr)
+        match = RECAP.search(proc.stdout)
+        assert match, proc.stdout
+        return dict(zip(("ok", "changed", "unreachable", "failed"), (int(g) for g in match.groups())))
+
+
+@pytest.fixture
+def role_playbook(workdir, collections_path):  # noqa: F811
+    return RolePlaybook(workdir, collections_path)
+
+
+def role_vars(repo, cluster, workdir, wheelhouse):
+    variables = {
+        "walrus_repo": repo.url,
+        "walrus_install_dir": os.path.join(workdir, "opt", "venv"),
+        "walrus_build_dir": os.path.join(workdir, "opt", "src"),
+        "walrus_config_file": os.path.join(workdir, "etc", "walrus.conf"),
+        "walrus_pip_extra_args": ["--no-index", "--find-links", wheelhouse],
+        "walrus_pg_datadir": cluster.datadir,
+        "walrus_pg_port": cluster.port,
+        "walrus_pg_host": cluster.host,
+        "walrus_pg_bindir": cluster.bin_dir,
+        "walrus_pg_restart_method": "pg_ctl",
+        "walrus_archive_timeout": 30,
+    }
+    if repo.kind == "s3":
+        variables.update(walrus_aws_endpoint_url=repo.env["AWS_ENDPOINT_URL_S3"],
+                         walrus_aws_region=repo.env["AWS_REGION"],
+                         walrus_aws_access_key_id=repo.env["AWS_ACCESS_KEY_ID"],
+                         walrus_aws_secret_access_key=repo.env["AWS_SECRET_ACCESS_KEY"])
+    return variables
+
+
+def settings(cluster):
+    names = ("wal_level", "archive_mode", "archive_command", "archive_timeout")
+    rows = cluster.psql("select name || '=' || setting from pg_settings where name in (%s) order by name"
+                        % ", ".join("'%s'" % n for n in names))
+    return dict(line.split("=", 1) for line in rows.splitlines())
+
+
+def test_archiving_role(repo, cluster_factory, role_playbook, workdir, wheelhouse):
+    cluster = cluster_factory(None, archive=False)
+    variables = role_vars(repo, cluster, workdir, wheelhouse)
+    venv, config = variables["walrus_install_dir"], variables["walrus_config_file"]
+    before = settings(cluster)
+    assert before["archive_mode"] == "off"
+
+    # Check mode on a fresh host: reports changes, makes none.
+    recap = role_playbook.run_role("walrus.postgres.archiving", variables, check=True)
+    assert recap["failed"] == 0 and recap["changed"] > 0, role_playbook.last.stdout
+    assert not os.path.exists(os.path.join(workdir, "opt")) and not os.path.exists(config)
+    assert settings(cluster) == before
+    assert [k for k in repo.keys() if k.startswith("wal/")] == []
+
+    # The real run, verbose: the cluster archives through walrus, into the repository.
+    recap = role_playbook.run_role("walrus.postgres.archiving", variables, verbosity=1)
+    output = role_playbook.last.stdout + role_playbook.last.stderr
+    assert recap["failed"] == 0 and recap["changed"] > 0
+    match = re.search(r"WAL segment ([0-9A-F]{24}) archived into", output)
+    assert match, output
+    segment = match.group(1)
+    assert "wal/%s/%s" % (segment[:8], segment) in repo.keys()
+    now = settings(cluster)
+    assert now["wal_level"] == "replica" and now["archive_mode"] == "on" and now["archive_timeout"] == "30"
+    assert now["archive_command"] == "%s/bin/walrus wal-push --config %s %%p" % (venv, config)
+
+    # The config file is private to postgres; the secret stays out of the output and of PostgreSQL's files.
+    st = os.stat(config)
+    assert stat.S_IMODE(st.st_mode) == 0o600 and st.st_uid == pwd.getpwnam("postgres").pw_uid
+    with open(config) as handle:
+        text = handle.read()
+    assert 'repo = "%s"' % repo.url in text
+    with open(os.path.join(cluster.datadir, "postgresql.auto.conf")) as handle:
+        auto_conf = handle.read()
+    if repo.kind == "s3":
+        secret = repo.env["AWS_SECRET_ACCESS_KEY"]
+        assert 'aws_secret_access_key = "%s"' % secret in text
+        assert secret not in output and secret not in auto_conf
+
+    # More WAL arrives by itself through archive_command (look-ahead and all).
+    cluster.psql("create table t as select g from generate_series(1, 1000) g")
+    cluster.wait_archived(cluster.switch_wal())
+
+    # Idempotent: a second run changes nothing (and still proves archiving), check mode too.
+    recap = role_playbook.run_role("walrus.postgres.archiving", variables)
+    assert recap["failed"] == 0 and recap["changed"] == 0, role_playbook.last.stdout
+    recap = role_playbook.run_role("walrus.postgres.archiving", variables, check=True)
+    assert recap["failed"] == 0 and recap["changed"] == 0, role_playbook.last.stdout
+
+    # The engine is reinstalled when the shipped sources differ from those installed (simulated by
+    # an older digest), and only then.
+    if repo.kind == "fs":
+        stamp = os.path.join(venv, "walrus-engine.sha256")
+        with open(stamp, "w") as handle:
+            handle.write("0" * 64 + "\n")
+        recap = role_playbook.run_role("walrus.postgres.archiving", variables)
+        assert recap["failed"] == 0 and recap["changed"] > 0
+        assert "Install the engine and its dependencies into the virtualenv] ***\nchanged" in role_playbook.last.stdout
+        with open(stamp) as handle:
+            assert handle.read().strip() != "0" * 64
