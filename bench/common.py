@@ -8,7 +8,6 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -85,41 +84,8 @@ def run_setup_peers():
 # ---------------------------------------------------------------------------------------------
 
 class BenchSeaweedFS(SeaweedFS):
-    """tools.seaweed.SeaweedFS, isolated from other SeaweedFS servers on this (shared) machine.
-    weed always puts its gRPC unix sockets in /tmp/seaweedfs-*.sock, and SeaweedFS.stop()
-    removes every such socket, so someone else's test run breaks ours mid-benchmark (seen:
-    'dial unix /tmp/seaweedfs-filer-grpc-N.sock: no such file'). Here weed runs in a private
-    mount namespace whose /tmp is a directory of its own; its data lives outside /tmp; and stop()
-    removes only what is ours."""
-
-    def start(self, timeout=60):
-        import tools.seaweed as seaweed_module
-        real = seaweed_module.weed_binary()
-        private_tmp = os.path.join(self.workdir, "private-tmp")
-        os.makedirs(private_tmp, exist_ok=True)
-        wrapper = os.path.join(self.workdir, "weed-isolated")
-        with open(wrapper, "w") as handle:
-            handle.write("#!/bin/bash\n"
-                         "exec unshare --mount --propagation private -- /bin/bash -c "
-                         "'mount --bind \"$1\" /tmp || exit 1; shift; exec \"$@\"' _ %s %s \"$@\"\n"
-                         % (private_tmp, real))
-        os.chmod(wrapper, 0o755)
-        saved = seaweed_module.weed_binary
-        seaweed_module.weed_binary = lambda: wrapper
-        try:
-            return SeaweedFS.start(self, timeout)
-        finally:
-            seaweed_module.weed_binary = saved
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        shutil.rmtree(os.path.join(self.workdir, "data"), ignore_errors=True)
+    """tools.seaweed.SeaweedFS (which keeps each server's sockets in a private TMPDIR, so
+    concurrent runs on this shared machine never break each other) with bench conveniences."""
 
     def https_env(self):
         """walrus/boto3 environment for the TLS endpoint (the one the peers use)."""
@@ -146,7 +112,7 @@ class BenchSeaweedFS(SeaweedFS):
 
 
 def weed_workdir():
-    """SeaweedFS data (and its private /tmp) outside /tmp: see BenchSeaweedFS."""
+    """SeaweedFS data outside /tmp, away from the tests' scratch directories."""
     path = tempfile.mkdtemp(prefix="walrus-bench-weed-", dir="/var/tmp")
     os.chmod(path, 0o755)
     return path
