@@ -76,6 +76,17 @@ class Repo(object):
         prefix = self.url.split("/", 3)[3]
         self.server.client().put_object(Bucket=self.bucket, Key=prefix + "/" + key, Body=data)
 
+    def damage(self, key):
+        """Flip one bit of the object's stored SHA-256 (in its 48-byte trailer).
+
+        A flipped bit in a compressed body is not always a change: in a run of zeros an lz4 match
+        offset can move and decode to the same bytes (CI saw exactly that). The checksum bit is a
+        change every reader must catch.
+        """
+        data = bytearray(self.read(key))
+        data[-5] ^= 0x10
+        self.write(key, bytes(data))
+
 
 def make_s3_repo(seaweed):
     bucket = "walrus-" + uuid.uuid4().hex[:12]

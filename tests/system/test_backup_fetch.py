@@ -127,9 +127,7 @@ def test_backup_fetch_to_a_time_between_two_backups(cluster_factory, repo, workd
 
     # A stored part changed behind walrus's back: exit 4 naming it, and nothing startable left.
     key = "basebackups/nightly-2/part-00001.tar"
-    data = bytearray(repo.read(key))
-    data[len(data) // 2] ^= 0x20
-    repo.write(key, bytes(data))
+    repo.damage(key)
     broken = os.path.join(workdir, "broken")
     res = walrus("backup-fetch", "nightly-2", broken, env=env)
     assert res.returncode == 4 and key in res.stderr and "INCOMPLETE" in res.stderr, res.stderr

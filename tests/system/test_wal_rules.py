@@ -197,9 +197,7 @@ def test_fetch_failures_other_than_missing_say_what_is_wrong(queued, repo, workd
 
     # Corrupt object: detected, named, nothing written.
     key = "wal/00000001/" + name
-    blob = bytearray(repo.read(key))
-    blob[len(blob) // 2] ^= 0x10
-    repo.write(key, bytes(blob))
+    repo.damage(key)
     res = walrus("wal-fetch", name, dest, env=env)
     assert res.returncode == 4 and key in res.stderr and "corrupt" in res.stderr
     assert not os.path.exists(dest)
