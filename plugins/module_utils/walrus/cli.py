@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import config
-from .errors import EXIT_USAGE, NotFound, WalrusError
+from .errors import EXIT_DRILL_FAILED, EXIT_USAGE, NotFound, UsageError, WalrusError
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -18,6 +18,7 @@ EXIT_CODES_HELP = """exit codes:
   3  storage error (unreachable, credentials rejected, bucket or directory missing, disk full)
   4  integrity error (a stored object is corrupt, truncated or not a walrus object)
   5  conflict (different content already stored under that name; another cluster's repository)
+  6  drill: a restore drill check failed (the report says which)
 
 settings: flags, then WALRUS_* environment variables, then the config file
 (--config, WALRUS_CONFIG, or /etc/walrus/walrus.conf). S3 connection settings are boto3's:
@@ -104,18 +105,82 @@ def build_parser():
     bpush.add_argument("--archive-timeout", type=int, default=600,
                        help="seconds to wait for the stop point's WAL segment in the repository (default 600)")
     bpush.add_argument("--compression", choices=("lz4", "zstd", "none"), help="compression for the parts (default lz4)")
-    bpush.add_argument("--pghost", help="PostgreSQL host or socket directory (PGHOST)")
-    bpush.add_argument("--pgport", type=int, help="PostgreSQL port (PGPORT)")
-    bpush.add_argument("--pguser", help="PostgreSQL user (PGUSER); needs the right to run the backup functions")
-    bpush.add_argument("--dbname", help="database to connect to (default postgres)")
+    _add_connection_flags(bpush, "needs the right to run the backup functions")
     bpush.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_restore_parsers(sub, common)
+    _add_drill_parsers(sub, common)
     check = sub.add_parser("check", parents=[common], help="check the repository: reachable, credentials, identity",
                            description="Check that the repository is reachable with the configured credentials and, "
                                        "given a data directory, that it belongs to that cluster.")
     check.add_argument("--pgdata", help="data directory whose system identifier must match the repository (PGDATA)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
+
+
+def _add_connection_flags(parser, user_needs):
+    parser.add_argument("--pghost", help="PostgreSQL host or socket directory (PGHOST)")
+    parser.add_argument("--pgport", type=int, help="PostgreSQL port (PGPORT)")
+    parser.add_argument("--pguser", help="PostgreSQL user (PGUSER); %s" % user_needs)
+    parser.add_argument("--dbname", help="database to connect to (default postgres)")
+
+
+def _conninfo(args):
+    return {"host": args.pghost, "port": args.pgport, "user": args.pguser, "dbname": args.dbname}
+
+
+def _add_target_flags(parser):
+    """Recovery target flags, shared by backup-fetch and drill."""
+    parser.add_argument("--target-time", metavar="TIME", help="recover up to this time (recovery_target_time), e.g. '2026-11-24 23:20:00+00'")
+    parser.add_argument("--target-lsn", metavar="LSN", help="recover up to this WAL location (recovery_target_lsn), e.g. 0/5000028")
+    parser.add_argument("--target-xid", metavar="XID", help="recover up to this transaction id (recovery_target_xid)")
+    parser.add_argument("--target-name", metavar="NAME", help="recover up to this restore point (pg_create_restore_point)")
+    parser.add_argument("--target-immediate", action="store_true",
+                        help="stop as soon as the backup is consistent (recovery_target = 'immediate')")
+    parser.add_argument("--target-timeline", metavar="TL", help="timeline to recover along: latest (PostgreSQL's default), current or a number")
+    parser.add_argument("--target-action", choices=("pause", "promote", "shutdown"),
+                        help="what the server does at the target (PostgreSQL's default: pause)")
+
+
+def _recovery(args):
+    return {"time": args.target_time, "lsn": args.target_lsn, "xid": args.target_xid, "name": args.target_name,
+            "immediate": args.target_immediate, "timeline": args.target_timeline, "action": args.target_action}
+
+
+def _add_drill_parsers(sub, common):
+    """drill and drill-canary (drill.py)."""
+    drill = sub.add_parser(
+        "drill", parents=[common], help="restore drill: restore, recover, check, measure, report",
+        description="Restore backup NAME (default LATEST) into a scratch directory, start it on a private socket "
+                    "(no TCP, no archiving), replay the archive to its end (or a target) and promote, then check: the "
+                    "server is up, the canary row is there (--canary), pg_amcheck finds no corruption, and the "
+                    "user's SQL checks return true. Measures RTO and RPO, stores a JSON and a Markdown report under "
+                    "drills/ in the repository, removes the scratch directory, and exits 6 if a check failed. "
+                    "Run it as the PostgreSQL OS user.")
+    drill.add_argument("name", nargs="?", default="LATEST", metavar="NAME|LATEST", help="the backup (default LATEST)")
+    drill.add_argument("--pg-bindir", required=True, metavar="DIR", help="PostgreSQL bin directory (pg_ctl, pg_amcheck)")
+    drill.add_argument("--scratch", metavar="DIR", help="empty or new directory for the drill (default a new one in $TMPDIR or /var/tmp)")
+    drill.add_argument("--port", type=int, default=5432,
+                       help="port of the drill server (its socket is in the scratch directory, so it cannot clash; default 5432)")
+    drill.add_argument("--canary", metavar="TOKEN", help="token written by `walrus drill-canary` on the primary; the drill checks it came back")
+    drill.add_argument("--check", action="append", default=[], metavar="NAME=SQL",
+                       help="a check of your own: SQL whose first value must be true (repeatable)")
+    drill.add_argument("--checks-file", metavar="FILE", help="JSON list of checks: {name, sql, database, expect}")
+    drill.add_argument("--no-amcheck", dest="amcheck", action="store_false", help="skip pg_amcheck")
+    drill.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="server_settings",
+                       help="a server setting for the drill only, e.g. shared_buffers=128MB (repeatable)")
+    drill.add_argument("--keep", choices=("never", "on-failure", "always"), default="never",
+                       help="keep the scratch directory afterwards (default never)")
+    drill.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel part downloads (default 4)")
+    drill.add_argument("--timeout", type=int, default=3600, help="seconds allowed for recovery to end (default 3600)")
+    _add_target_flags(drill)
+    drill.add_argument("--json", action="store_true", help="print the report as JSON")
+    canary = sub.add_parser(
+        "drill-canary", parents=[common], help="write a canary row on the primary and wait until it is archived",
+        description="Insert a row with a fresh token into public.walrus_drill_canary on the primary, switch WAL, and "
+                    "wait until the segment holding it is in the repository. Prints the token for `walrus drill --canary`.")
+    _add_connection_flags(canary, "needs CREATE on schema public (first run) and INSERT")
+    canary.add_argument("--timeout", type=int, default=300, help="seconds to wait for the segment (default 300)")
+    canary.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _add_restore_parsers(sub, common):
@@ -143,15 +208,7 @@ def _add_restore_parsers(sub, common):
     bfetch.add_argument("name", metavar="NAME|LATEST", help="backup name (see backup-list) or LATEST")
     bfetch.add_argument("target", metavar="TARGETDIR", help="data directory to create (must be empty or absent)")
     bfetch.add_argument("--jobs", type=int, metavar="N", default=4, help="tar parts downloaded and unpacked in parallel (default 4)")
-    bfetch.add_argument("--target-time", metavar="TIME", help="recover up to this time (recovery_target_time), e.g. '2026-11-24 23:20:00+00'")
-    bfetch.add_argument("--target-lsn", metavar="LSN", help="recover up to this WAL location (recovery_target_lsn), e.g. 0/5000028")
-    bfetch.add_argument("--target-xid", metavar="XID", help="recover up to this transaction id (recovery_target_xid)")
-    bfetch.add_argument("--target-name", metavar="NAME", help="recover up to this restore point (pg_create_restore_point)")
-    bfetch.add_argument("--target-immediate", action="store_true",
-                        help="stop as soon as the backup is consistent (recovery_target = 'immediate')")
-    bfetch.add_argument("--target-timeline", metavar="TL", help="timeline to recover along: latest (PostgreSQL's default), current or a number")
-    bfetch.add_argument("--target-action", choices=("pause", "promote", "shutdown"),
-                        help="what the server does at the target (PostgreSQL's default: pause)")
+    _add_target_flags(bfetch)
     bfetch.add_argument("--tablespace-map", action="append", default=[], metavar="OID=DIR",
                         help="restore tablespace OID into DIR instead of its original location (repeatable)")
     bfetch.add_argument("--standby", action="store_true", help="write standby.signal instead of recovery.signal")
@@ -188,7 +245,7 @@ def cmd_backup_push(args):
     from . import backup
     result = backup.push(_settings(args), args.datadir, name=args.name, fast=not args.spread_checkpoint,
                          jobs=args.jobs, part_mb=args.part_size_mb, archive_timeout=args.archive_timeout,
-                         conninfo={"host": args.pghost, "port": args.pgport, "user": args.pguser, "dbname": args.dbname})
+                         conninfo=_conninfo(args))
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     else:
@@ -224,8 +281,7 @@ def cmd_backup_fetch(args):
         if not sep or not oid.strip().isdigit() or not path:
             return _fail("--tablespace-map %r: use OID=DIR" % item, EXIT_USAGE)
         spaces[oid.strip()] = path
-    recovery = {"time": args.target_time, "lsn": args.target_lsn, "xid": args.target_xid, "name": args.target_name,
-                "immediate": args.target_immediate, "timeline": args.target_timeline, "action": args.target_action}
+    recovery = _recovery(args)
     if args.jobs < 1:
         return _fail("--jobs must be at least 1", EXIT_USAGE)
     try:
@@ -258,8 +314,50 @@ def cmd_check(args):
     return result.get("exit_code", 0)
 
 
+def _pairs(items, flag):
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError("%s %r: use NAME=VALUE" % (flag, item))
+        out[key.strip()] = value
+    return out
+
+
+def cmd_drill(args):
+    import json
+    from . import drill
+    checks = drill.parse_checks(args.check, args.checks_file)
+    report = drill.run(_settings(args), args.name, bin_dir=args.pg_bindir, scratch=args.scratch, port=args.port,
+                       recovery=_recovery(args), canary=args.canary, user_checks=checks, amcheck=args.amcheck,
+                       server_settings=_pairs(args.server_settings, "--set"), keep=args.keep, jobs=args.jobs,
+                       start_timeout=args.timeout)
+    if args.json:
+        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(drill.render_markdown(report))
+        sys.stdout.write("report: %s\n" % report["report_key"])
+    if not report["passed"]:
+        failed = [c["name"] for c in report["checks"] if c["ok"] is False]
+        return _fail("restore drill %s FAILED: %s (report %s)" % (report["id"], ", ".join(failed), report["report_key"]),
+                     EXIT_DRILL_FAILED)
+    return 0
+
+
+def cmd_drill_canary(args):
+    import json
+    from . import drill
+    result = drill.write_canary(_settings(args), _conninfo(args), timeout=args.timeout)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("canary %(token)s written at %(written_at)s, archived in %(wal)s\n" % result)
+    return 0
+
+
 COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check, "backup-push": cmd_backup_push,
-            "backup-list": cmd_backup_list, "backup-fetch": cmd_backup_fetch}
+            "backup-list": cmd_backup_list, "backup-fetch": cmd_backup_fetch, "drill": cmd_drill,
+            "drill-canary": cmd_drill_canary}
 
 
 def main(argv=None):

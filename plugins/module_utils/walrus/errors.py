@@ -10,6 +10,7 @@ EXIT_USAGE = 2          # bad arguments, malformed names, bad configuration
 EXIT_STORAGE = 3        # repository unreachable, credentials rejected, bucket missing, I/O error
 EXIT_INTEGRITY = 4      # a stored object is corrupt, truncated or not a walrus object
 EXIT_CONFLICT = 5       # different content under the same name, or another cluster's repository
+EXIT_DRILL_FAILED = 6   # a restore drill ran and one of its checks failed
 
 
 class WalrusError(Exception):

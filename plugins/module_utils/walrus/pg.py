@@ -44,6 +44,10 @@ class Server(object):
         row = self.row(sql, args)
         return row[0] if row else None
 
+    def execute(self, sql, args=None):
+        """A statement that returns no rows."""
+        self._execute(sql, args, lambda cur: None)
+
     def row(self, sql, args=None):
         return self._execute(sql, args, lambda cur: cur.fetchone())
 
