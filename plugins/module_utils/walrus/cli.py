@@ -204,7 +204,9 @@ def _add_restore_parsers(sub, common):
                "  walrus backup-fetch LATEST /var/lib/postgresql/15/main\n"
                "  walrus backup-fetch LATEST /srv/pitr --target-time '2026-11-24 23:20:00+00' --target-action promote\n"
                "  walrus backup-fetch base_20261124T231500Z /srv/copy --tablespace-map 16390=/srv/copy-ts1\n"
-               "then start PostgreSQL on TARGETDIR (after setting a free port if the original runs on this host).")
+               "  walrus backup-fetch LATEST /srv/pitr --set port=5499 --no-archiving --start \\\n"
+               "      --pg-bindir /usr/lib/postgresql/15/bin --target-time '2026-11-24 23:20:00+00' --target-action promote\n"
+               "without --start, start PostgreSQL on TARGETDIR yourself (on a free port if the original runs on this host).")
     bfetch.add_argument("name", metavar="NAME|LATEST", help="backup name (see backup-list) or LATEST")
     bfetch.add_argument("target", metavar="TARGETDIR", help="data directory to create (must be empty or absent)")
     bfetch.add_argument("--jobs", type=int, metavar="N", default=4, help="tar parts downloaded and unpacked in parallel (default 4)")
@@ -212,6 +214,16 @@ def _add_restore_parsers(sub, common):
     bfetch.add_argument("--tablespace-map", action="append", default=[], metavar="OID=DIR",
                         help="restore tablespace OID into DIR instead of its original location (repeatable)")
     bfetch.add_argument("--standby", action="store_true", help="write standby.signal instead of recovery.signal")
+    bfetch.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="server_settings",
+                        help="a server setting to write with the recovery settings, e.g. port=5433 (repeatable)")
+    bfetch.add_argument("--no-archiving", action="store_true",
+                        help="write archive_mode = off, so the restored cluster does not archive into the repository")
+    bfetch.add_argument("--start", action="store_true",
+                        help="start PostgreSQL on TARGETDIR with pg_ctl and wait until recovery has ended "
+                             "(promoted, paused or shut down at the target)")
+    bfetch.add_argument("--pg-bindir", metavar="DIR", help="PostgreSQL bin directory, for --start")
+    bfetch.add_argument("--wait-timeout", type=int, default=3600, metavar="SECONDS",
+                        help="with --start: how long recovery may take (default 3600)")
     bfetch.add_argument("--overwrite", action="store_true",
                         help="empty a non-empty TARGETDIR first (and the tablespace directories it links to); "
                              "never a running server's")
@@ -284,11 +296,24 @@ def cmd_backup_fetch(args):
     recovery = _recovery(args)
     if args.jobs < 1:
         return _fail("--jobs must be at least 1", EXIT_USAGE)
+    server_settings = _pairs(args.server_settings, "--set")
+    if args.no_archiving:
+        server_settings["archive_mode"] = "off"
+    if args.start:
+        from . import server
+        if not args.pg_bindir:
+            return _fail("--start needs --pg-bindir (where pg_ctl is)", EXIT_USAGE)
+        server.pg_bin(args.pg_bindir, "pg_ctl")
+        if os.geteuid() == 0:
+            return _fail("--start: PostgreSQL cannot run as root; run backup-fetch as the PostgreSQL OS user", EXIT_USAGE)
     try:
         result = restore.fetch_backup(_settings(args), args.name, args.target, tablespace_map=spaces, jobs=args.jobs,
-                                      recovery=recovery, standby=args.standby, overwrite=args.overwrite)
+                                      recovery=recovery, standby=args.standby, overwrite=args.overwrite,
+                                      server_settings=server_settings)
     except NotFound as exc:
         return _fail(str(exc), EXIT_USAGE)  # no such backup: the caller named the wrong one
+    if args.start:
+        result["server"] = server.start_and_recover(result["target"], args.pg_bindir, timeout=args.wait_timeout)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     else:
@@ -297,6 +322,9 @@ def cmd_backup_fetch(args):
                                                       result["seconds"], result["signal"]))
         for key, value in sorted(result["recovery"].items()):
             sys.stdout.write("  %s = %s\n" % (key, value))
+        if result.get("server"):
+            sys.stdout.write("started: recovery ended (%(state)s) on timeline %(timeline)s at %(replay_lsn)s after "
+                             "%(seconds).1f s; log %(logfile)s\n" % result["server"])
         if os.geteuid() == 0:
             sys.stdout.write("note: the files belong to root; PostgreSQL refuses that: chown -R postgres: %s "
                              "(and the tablespace directories) before starting it\n" % result["target"])

@@ -147,7 +147,7 @@ def run(settings, name="LATEST", bin_dir=None, scratch=None, port=5432, recovery
     os.makedirs(scratch, mode=0o700, exist_ok=True)
     report = {"format": REPORT_FORMAT, "format_version": 1, "id": drill_id, "host": socket.gethostname(),
               "repository": storage.describe(), "requested_backup": name, "recovery": recovery,
-              "started_at": _utc(started), "scratch": scratch, "canary": canary}
+              "started_at": _utc(started), "scratch": scratch, "port": int(port), "canary": canary}
     checks = _Checks()
     instance = None
     try:

@@ -42,6 +42,7 @@ BLOCK_END = "# --- walrus backup-fetch: recovery settings (end) ---"
 # Settings that must not survive from the backed-up cluster's postgresql.auto.conf: an old
 # target would silently stop recovery elsewhere, two targets make PostgreSQL refuse to start.
 _REPLACED_SETTING = re.compile(r"^\s*(restore_command|recovery_target\w*)\s*=", re.IGNORECASE)
+_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 _LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _PART_KEY = re.compile(r"^part-\d{5}\.tar$")
@@ -122,6 +123,19 @@ def recovery_settings(recovery, restore_command):
         if not targets:
             raise UsageError("a recovery target action needs a recovery target (time, lsn, xid, name or immediate)")
         out.append(("recovery_target_action", recovery["action"]))
+    return out
+
+
+def checked_server_settings(server_settings):
+    """(name, value) pairs of plain PostgreSQL settings; recovery settings have their own options."""
+    out = []
+    for key, value in sorted((server_settings or {}).items()):
+        if not _SETTING_NAME.match(key) or _REPLACED_SETTING.match(key + " ="):
+            raise UsageError("%r is not a setting walrus can write here%s" % (
+                key, " (use the recovery target options)" if _REPLACED_SETTING.match(key + " =") else ""))
+        if "\n" in str(value) or "\r" in str(value):
+            raise UsageError("setting %s %r must be one line" % (key, value))
+        out.append((key, str(value)))
     return out
 
 
@@ -585,16 +599,18 @@ def _choose(storage, name, settings_list):
 
 
 def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recovery=None, standby=False,
-                 overwrite=False, restore_command=None, storage=None):
+                 overwrite=False, restore_command=None, storage=None, server_settings=None):
     """Restore backup `name` (or LATEST) into `target_dir` and prepare recovery.
 
     tablespace_map: {oid: new directory}; recovery: {time|lsn|xid|name|immediate, timeline,
-    action, inclusive}; restore_command defaults to this walrus's wal-fetch for the repository.
+    action, inclusive}; restore_command defaults to this walrus's wal-fetch for the repository;
+    server_settings: {name: value} written into the same block (e.g. port, archive_mode).
     Returns {name, target, files, bytes, seconds, recovery, signal}. NotFound when the backup
     does not exist; any failure after writing started says that the target is incomplete."""
     started = time.monotonic()
     target = os.path.abspath(target_dir)
     conf = recovery_settings(recovery, restore_command or default_restore_command(settings))
+    conf += checked_server_settings(server_settings)
     storage = storage or open_storage(settings)
     sentinel = _choose(storage, name, conf)
     manifest = backups.read_manifest(storage, sentinel)

@@ -25,9 +25,25 @@ class ServerError(StorageError):
 class Instance(object):
     """A server started from a data directory, reachable through its socket directory."""
 
-    def __init__(self, datadir, bin_dir, port, socket_dir, logfile):
-        self.datadir, self.bin_dir, self.port = datadir, bin_dir, int(port)
-        self.socket_dir, self.logfile = socket_dir, logfile
+    def __init__(self, datadir, bin_dir, logfile):
+        self.datadir, self.bin_dir, self.logfile = datadir, bin_dir, logfile
+
+    @property
+    def port(self):
+        return int(self._pid_line(3) or 5432)
+
+    @property
+    def socket_dir(self):
+        """The first socket directory the running server announced (postmaster.pid)."""
+        return (self._pid_line(4) or "/var/run/postgresql").split(",")[0].strip()
+
+    def _pid_line(self, number):
+        try:
+            with open(os.path.join(self.datadir, "postmaster.pid")) as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            return None
+        return lines[number].strip() if len(lines) > number else None
 
     def connect(self, dbname="postgres"):
         return pg.connect(host=self.socket_dir, port=self.port, dbname=dbname, connect_timeout=10)
@@ -76,21 +92,24 @@ def ensure_config_files(datadir):
     return written
 
 
-def start(datadir, bin_dir, port, socket_dir=None, logfile=None, settings=None, timeout=300):
+def start(datadir, bin_dir, port=None, socket_dir=None, logfile=None, settings=None, timeout=300):
     """Start PostgreSQL on `datadir` and return an Instance once it accepts connections (for a
-    recovery: once it is consistent; replay may still be running). `settings` are passed on the
-    command line (-c name=value), so they hold for this start only."""
+    recovery: once it is consistent; replay may still be running). port, socket_dir and
+    `settings` go on the command line (-c name=value), so they hold for this start only; left
+    out, the data directory's configuration decides."""
     if os.geteuid() == 0:
         raise UsageError("PostgreSQL cannot run as root: run this as the PostgreSQL OS user (e.g. runuser -u postgres)")
     datadir = os.path.abspath(datadir)
     if _pid_alive(os.path.join(datadir, "postmaster.pid")):
         raise UsageError("a server is already running on %s" % datadir)
-    socket_dir = socket_dir or "/var/run/postgresql"
     logfile = logfile or datadir.rstrip("/") + ".log"
-    options = ["-p %d" % int(port), "-c unix_socket_directories='%s'" % socket_dir]
-    for key, value in sorted((settings or {}).items()):
-        options.append("-c %s='%s'" % (key, str(value).replace("'", "''")))
-    instance = Instance(datadir, bin_dir, port, socket_dir, logfile)
+    settings = dict(settings or {})
+    if port:
+        settings["port"] = int(port)
+    if socket_dir:
+        settings["unix_socket_directories"] = socket_dir
+    options = ["-c %s='%s'" % (key, str(value).replace("'", "''")) for key, value in sorted(settings.items())]
+    instance = Instance(datadir, bin_dir, logfile)
     # -w waits for "ready to accept connections"; a long replay before consistency can take a while.
     cmd = [pg_bin(bin_dir, "pg_ctl"), "-D", datadir, "-l", logfile, "-w", "-t", str(int(timeout)),
            "-o", " ".join(options), "start"]
@@ -154,6 +173,19 @@ def _recovery_state(server):
         return None
     return {"state": "paused", "timeline": int(server.value("select timeline_id from pg_control_checkpoint()")),
             "replay_lsn": server.value("select pg_last_wal_replay_lsn()::text"), "last_replayed_xact_time": last_xact}
+
+
+def start_and_recover(datadir, bin_dir, port=None, socket_dir=None, logfile=None, settings=None, timeout=3600):
+    """Start a restored data directory and wait for the end of its recovery (backup-fetch --start,
+    the restore module). Returns the recovery state plus seconds, logfile and config files written."""
+    started = time.monotonic()
+    written = ensure_config_files(datadir)
+    instance = start(datadir, bin_dir, port, socket_dir, logfile, settings, timeout)
+    state = wait_recovery_end(instance, timeout)
+    state.update(seconds=round(time.monotonic() - started, 3), logfile=instance.logfile, config_files_written=written)
+    if state["state"] != "shutdown":
+        state.update(port=instance.port, socket_dir=instance.socket_dir)
+    return state
 
 
 def stop(instance, mode="fast", timeout=120):
