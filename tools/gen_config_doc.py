@@ -44,15 +44,20 @@ def load_engine():
 
 def cli_flags(cli):
     """{setting name: ['--flag (subcommands)']} from the walrus argument parser."""
-    parser = cli.build_parser()
     found = {}
-    for action in parser._actions:
-        if not hasattr(action, "choices") or not isinstance(action.choices, dict):
-            continue
-        for command, sub in sorted(action.choices.items()):
-            for sub_action in sub._actions:
-                if sub_action.option_strings and sub_action.dest != "help":
-                    found.setdefault(sub_action.dest, {}).setdefault(sub_action.option_strings[-1], []).append(command)
+
+    def walk(parser, prefix):
+        for action in parser._actions:
+            if not hasattr(action, "choices") or not isinstance(action.choices, dict):
+                continue
+            for command, sub in sorted(action.choices.items()):
+                command = prefix + command
+                for sub_action in sub._actions:
+                    if sub_action.option_strings and sub_action.dest != "help":
+                        found.setdefault(sub_action.dest, {}).setdefault(sub_action.option_strings[-1], []).append(command)
+                walk(sub, command + " ")  # nested commands, e.g. `delete retain`
+
+    walk(cli.build_parser(), "")
     out = {}
     for dest, flags in found.items():
         out[dest] = ["`%s` (%s)" % (flag, ", ".join(commands)) for flag, commands in sorted(flags.items())]

@@ -39,9 +39,17 @@ class Storage(object):
 
     def list(self, prefix=""):
         """Yield (key, size) for every object whose key starts with prefix."""
+        for key, size, _mtime in self.list_info(prefix):
+            yield key, size
+
+    def list_info(self, prefix=""):
+        """Yield (key, size, mtime) for every object whose key starts with prefix; mtime is
+        when the object was stored, in seconds since the epoch."""
         raise NotImplementedError
 
     def delete(self, keys):
+        """Delete the objects, in the order given (a batch at a time where the backend
+        deletes in batches); keys that do not exist are not an error."""
         raise NotImplementedError
 
     def prepare_write(self):

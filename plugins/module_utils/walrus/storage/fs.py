@@ -127,7 +127,7 @@ class FsStorage(Storage):
     def exists(self, key):
         return os.path.exists(self._path(key))
 
-    def list(self, prefix=""):
+    def list_info(self, prefix=""):
         base = self.root
         # Walk only below the deepest directory the prefix names (not the whole archive).
         start = base
@@ -142,13 +142,30 @@ class FsStorage(Storage):
                     continue
                 key = rel_dir + name
                 if key.startswith(prefix):
-                    yield key, os.path.getsize(os.path.join(dirpath, name))
+                    try:
+                        st = os.stat(os.path.join(dirpath, name))
+                    except FileNotFoundError:
+                        continue  # deleted while we listed
+                    yield key, st.st_size, st.st_mtime
 
     def delete(self, keys):
+        emptied = set()
         for key in keys:
+            path = self._path(key)
             try:
-                os.unlink(self._path(key))
+                os.unlink(path)
             except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise _io_error(exc, "deleting", path)
+            if "/" in key.rsplit("/", 1)[0]:
+                emptied.add(os.path.dirname(path))
+        # Directories like basebackups/<name>/ that the deletion left empty (never a top-level
+        # one such as wal/ or basebackups/ itself); rmdir refuses a directory that is not empty.
+        for directory in sorted(emptied, reverse=True):
+            try:
+                os.rmdir(directory)
+            except OSError:
                 pass
 
     def check(self):

@@ -213,7 +213,7 @@ class S3Storage(Storage):
             self._check_bucket()  # a missing bucket must not look like a missing object
             return False
 
-    def list(self, prefix=""):
+    def list_info(self, prefix=""):
         full = self._key(prefix.rstrip("/")) + ("/" if prefix.endswith("/") else "") if prefix else (
             self.prefix + "/" if self.prefix else "")
         strip = len(self.prefix) + 1 if self.prefix else 0
@@ -221,7 +221,7 @@ class S3Storage(Storage):
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=full):
                 for item in page.get("Contents", ()):
-                    yield item["Key"][strip:], item["Size"]
+                    yield item["Key"][strip:], item["Size"], item["LastModified"].timestamp()
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(exc, "bucket", prefix)
 
