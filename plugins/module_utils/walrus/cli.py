@@ -108,6 +108,7 @@ def build_parser():
     _add_connection_flags(bpush, "needs the right to run the backup functions")
     bpush.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_restore_parsers(sub, common)
+    _add_retention_parsers(sub, common)
     _add_drill_parsers(sub, common)
     check = sub.add_parser("check", parents=[common], help="check the repository: reachable, credentials, identity",
                            description="Check that the repository is reachable with the configured credentials and, "
@@ -228,6 +229,105 @@ def _add_restore_parsers(sub, common):
                         help="empty a non-empty TARGETDIR first (and the tablespace directories it links to); "
                              "never a running server's")
     bfetch.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _add_retention_parsers(sub, common):
+    """delete, backup-mark (retention.py) and wal-verify (walverify.py)."""
+    import argparse
+    import textwrap
+    delete = sub.add_parser(
+        "delete", help="delete old backups and WAL (a dry run unless --confirm)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill(
+            "Delete backups and WAL files the repository no longer needs. Without --confirm nothing is deleted: "
+            "the plan is printed.", 88) + "\n\n" + textwrap.fill(
+            "Whatever the mode, walrus keeps permanent backups (backup-mark), the newest full backup, every base a "
+            "kept delta backup depends on, the WAL from the start of the oldest kept backup on, and every timeline "
+            "history file. retain and before also delete the WAL that only the deleted backups needed. Deletion "
+            "order keeps the repository consistent if it is interrupted; delete garbage removes what an interrupted "
+            "run left of a backup.", 88),
+        epilog="examples:\n"
+               "  walrus delete retain 7                    # show what keeping the 7 newest backups would delete\n"
+               "  walrus delete retain 4 --full --confirm   # keep 4 full backups and their deltas\n"
+               "  walrus delete before '2026-11-01 00:00:00+00' --confirm\n"
+               "  walrus delete garbage --confirm           # failed backups and WAL no backup needs")
+    modes = delete.add_subparsers(dest="delete_mode", metavar="MODE")
+    opts = argparse.ArgumentParser(add_help=False, parents=[common])
+    opts.add_argument("--confirm", action="store_true", help="really delete (without it: a dry run that prints the plan)")
+    opts.add_argument("--json", action="store_true", help="print the plan (and what was deleted) as JSON")
+    retain = modes.add_parser("retain", parents=[opts], help="keep the N newest backups (or full backups with --full)",
+                              description="Keep the N newest complete backups (with --full: the N newest full backups "
+                                          "and every delta backup built on them); delete the older ones and the WAL "
+                                          "only they needed.")
+    retain.add_argument("count", type=int, metavar="N", help="how many backups (full backups with --full) to keep")
+    retain.add_argument("--full", action="store_true", help="count full backups only; their deltas are kept with them")
+    before = modes.add_parser("before", parents=[opts], help="delete the backups older than a backup or a time",
+                              description="Delete the backups older than backup NAME, or not needed to restore to TIME "
+                                          "or later (the newest backup that ended by TIME is kept), and the WAL only "
+                                          "they needed.")
+    before.add_argument("target", metavar="NAME|TIME",
+                        help="a backup name (kept) or a time with a time zone, e.g. '2026-11-24 00:00:00+00'")
+    garbage = modes.add_parser("garbage", parents=[opts], help="delete failed backups and WAL older than every backup",
+                               description="Delete incomplete backups (objects without a sentinel: a failed or killed "
+                                           "backup-push) older than --min-age, and the WAL files older than the start "
+                                           "of the oldest complete backup along its timeline history.")
+    garbage.add_argument("--min-age", default="24h", metavar="AGE",
+                         help="leave incomplete backups written to more recently than this alone, as a backup-push may "
+                              "still be running (default 24h; units s, m, h, d, w)")
+    mark = sub.add_parser("backup-mark", parents=[common], help="mark a backup permanent (never deleted) or not",
+                          description="Mark a complete backup permanent: delete retain/before never delete it, nor "
+                                      "what it needs. --impermanent takes the mark away.")
+    mark.add_argument("name", metavar="NAME|LATEST", help="backup name (see backup-list) or LATEST")
+    which = mark.add_mutually_exclusive_group(required=True)
+    which.add_argument("--permanent", action="store_true", help="keep this backup whatever the retention policy says")
+    which.add_argument("--impermanent", action="store_true", help="let retention delete it again")
+    mark.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify = sub.add_parser(
+        "wal-verify", parents=[common], help="check the WAL archive for gaps; show the PITR window",
+        description="Check that every WAL segment from the start of the oldest complete backup to the newest archived "
+                    "segment is in the repository, following timeline switches as the history files describe them, "
+                    "and that every backup's own WAL is there. Names every missing segment and prints the "
+                    "point-in-time recovery window. Exits 4 when something is missing.")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def cmd_delete(args):
+    import json
+    from . import retention
+    if not args.delete_mode:
+        return _fail("delete needs a mode: retain N, before NAME|TIME or garbage (see walrus delete --help)", EXIT_USAGE)
+    result = retention.delete(_settings(args), mode=args.delete_mode, count=getattr(args, "count", None),
+                              full=getattr(args, "full", False), before=getattr(args, "target", None),
+                              min_age=getattr(args, "min_age", retention.DEFAULT_MIN_AGE), confirm=args.confirm)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("\n".join(retention.render(result)) + "\n")
+    return 0
+
+
+def cmd_backup_mark(args):
+    import json
+    from . import retention
+    result = retention.mark(_settings(args), args.name, permanent=args.permanent)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("backup %s is %s%s\n" % (result["name"], "permanent" if result["permanent"] else "not permanent",
+                                                  "" if result["changed"] else " (unchanged)"))
+    return 0
+
+
+def cmd_wal_verify(args):
+    import json
+    from . import walverify
+    from .errors import EXIT_INTEGRITY
+    result = walverify.verify(_settings(args))
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("\n".join(walverify.render(result)) + "\n")
+    return 0 if result["ok"] else EXIT_INTEGRITY
 
 
 def _settings(args):
@@ -386,6 +486,9 @@ def cmd_drill_canary(args):
 COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check, "backup-push": cmd_backup_push,
             "backup-list": cmd_backup_list, "backup-fetch": cmd_backup_fetch, "drill": cmd_drill,
             "drill-canary": cmd_drill_canary}
+
+
+COMMANDS.update({"delete": cmd_delete, "backup-mark": cmd_backup_mark, "wal-verify": cmd_wal_verify})
 
 
 def main(argv=None):
