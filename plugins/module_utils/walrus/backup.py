@@ -5,7 +5,8 @@ The non-exclusive backup API (pg.py) brackets a walk of the data directory and t
 files go into tar parts that are built, compressed and uploaded as they are read, several
 parts in parallel (no staging copy on disk). The backup counts only when the WAL segment
 holding its stop point is in the repository; then the manifest, and last the sentinel, are
-written. docs/backup-format.md is the format.
+written. With delta=True only the pages changed since a base backup are stored (delta.py).
+docs/backup-format.md is the format.
 """
 import hashlib
 import json
@@ -16,12 +17,11 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import catalog, codec, pg, walnames
+from . import backups, catalog, codec, delta, pg, walnames
+from .backups import NAME_RE, PREFIX, backup_key
 from .errors import ConfigError, UsageError, WalrusError, StorageError
 from .storage import open_storage
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-PREFIX = "basebackups/"
 READ_CHUNK = 1 << 20
 MIN_PART_BYTES = 16 << 20
 # Directories whose contents a base backup leaves out (the directory itself is kept).
@@ -38,10 +38,6 @@ def check_name(name):
         raise UsageError("invalid backup name %r: use letters, digits, '.', '_' and '-' (not LATEST), "
                          "starting with a letter or digit, at most 128 characters" % (name,))
     return name
-
-
-def backup_key(name, leaf):
-    return "%s%s/%s" % (PREFIX, name, leaf)
 
 
 def _skip_file(directory_files, name, rel_dir):
@@ -122,10 +118,12 @@ def is_complete(storage, name):
     return storage.exists(backup_key(check_name(name), "sentinel.json"))
 
 
-def _tar_stream(members, entries, part_number):
+def _tar_stream(members, entries, part_number, pages):
     """Yield a tar stream of the given files, recording each in `entries`. A file that
     vanished is left out; one that shrank while read is padded with zeros to the size its
-    header declared, and one that grew is cut there (WAL replay repairs both)."""
+    header declared, and one that grew is cut there (WAL replay repairs both). In a delta
+    backup, a relation file the base has becomes a delta member, or no member at all when
+    no page changed (`pages`: delta.Pages, which also records every page's hash)."""
     for rel, full, _planned in members:
         try:
             handle = open(full, "rb")
@@ -136,6 +134,29 @@ def _tar_stream(members, entries, part_number):
             info = tarfile.TarInfo(rel)
             info.size, info.mode, info.mtime = st.st_size, stat.S_IMODE(st.st_mode), int(st.st_mtime)
             info.type = tarfile.REGTYPE
+            entry = {"path": rel, "size": st.st_size, "mode": info.mode, "mtime": info.mtime, "part": part_number}
+            changed = pages.delta(rel, handle, st.st_size, READ_CHUNK)
+            if changed is not None:
+                entry["sha256"], chunks = changed
+                if chunks is None:
+                    entry.update(part=None, stored="base")
+                else:
+                    member_digest = hashlib.sha256()
+                    for chunk in chunks:
+                        member_digest.update(chunk)
+                    info.size = sum(len(chunk) for chunk in chunks)
+                    entry.update(stored="delta", stored_size=info.size, stored_sha256=member_digest.hexdigest(),
+                                 pages=len(chunks) - 2)
+                    yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+                    for chunk in chunks:
+                        yield chunk
+                    if info.size % tarfile.BLOCKSIZE:
+                        yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
+                entries.append(entry)
+                continue
+            if pages.base is not None:
+                entry["stored"] = "whole"
+            scanner = pages.scanner(rel, st.st_size)
             yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
             digest, remaining = hashlib.sha256(), st.st_size
             while remaining:
@@ -143,12 +164,15 @@ def _tar_stream(members, entries, part_number):
                 if not chunk:
                     chunk = b"\0" * min(READ_CHUNK, remaining)
                 digest.update(chunk)
+                if scanner is not None:
+                    scanner.update(chunk)
                 remaining -= len(chunk)
                 yield chunk
             if st.st_size % tarfile.BLOCKSIZE:
                 yield b"\0" * (tarfile.BLOCKSIZE - st.st_size % tarfile.BLOCKSIZE)
-        entries.append({"path": rel, "size": st.st_size, "mode": info.mode, "mtime": info.mtime,
-                        "sha256": digest.hexdigest(), "part": part_number})
+            pages.record(rel, scanner)
+        entry["sha256"] = digest.hexdigest()
+        entries.append(entry)
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
 
 
@@ -161,11 +185,12 @@ def _encoded(raw_chunks, encoder):
     yield encoder.finish()
 
 
-def upload_part(storage, settings, name, number, members):
+def upload_part(storage, settings, name, number, members, pages=None):
     entries = []
     encoder = codec.Encoder(settings.compression, settings.compression_level)
     key = "part-%05d.tar" % number
-    stored = storage.put_stream(backup_key(name, key), _encoded(_tar_stream(members, entries, number), encoder))
+    stream = _tar_stream(members, entries, number, pages or delta.Pages())
+    stored = storage.put_stream(backup_key(name, key), _encoded(stream, encoder))
     return {"number": number, "key": key, "raw_size": encoder.raw_size, "stored_size": stored,
             "sha256": encoder.sha256}, entries
 
@@ -191,8 +216,9 @@ def wait_for_wal(storage, walname, timeout):
 
 
 def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_timeout=600,
-         conninfo=None, storage=None):
-    """Take a base backup of the cluster at `datadir`. Returns the sentinel dict."""
+         conninfo=None, storage=None, delta_backup=False, delta_max_chain=delta.DEFAULT_MAX_CHAIN):
+    """Take a base backup of the cluster at `datadir`. Returns the sentinel dict (with `note`
+    saying why, when a delta was asked for and a full backup taken)."""
     started = time.time()
     name = check_name(name or time.strftime("base_%Y%m%dT%H%M%SZ", time.gmtime(started)))
     datadir = os.path.abspath(datadir)
@@ -211,12 +237,22 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
             raise ConfigError("a backup named %r already exists in %s" % (name, storage.describe()))
         from_standby = server.in_recovery()
         tablespaces = server.tablespaces()
+        pages, note = delta.Pages(), None
+        if delta_backup:
+            if delta_max_chain < 1:
+                raise UsageError("--delta-max-chain must be at least 1")
+            current_tl = int(server.value("select timeline_id from pg_control_checkpoint()"))
+            base, _base_manifest, base_hashes, note = delta.choose_base(
+                storage, sysid, server.version_num, current_tl, delta.timeline_history(datadir, current_tl),
+                delta_max_chain)
+            if base is not None:
+                pages = delta.Pages(base, base_hashes)
         start_lsn = server.start_backup("walrus %s" % name, fast)
         dirs, files = walk(datadir, tablespaces)
         parts_plan = plan_parts(files, jobs, part_mb << 20)
         parts, entries = [], []
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(upload_part, storage, settings, name, i + 1, members)
+            futures = [pool.submit(upload_part, storage, settings, name, i + 1, members, pages)
                        for i, members in enumerate(parts_plan)]
             for future in futures:
                 part, part_entries = future.result()
@@ -230,9 +266,14 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
     stop_segno = (pg.parse_lsn(stop_lsn) - 1) // segment_size
     stop_wal = walnames.segment_name(timeline, stop_segno, segment_size)
     wait_for_wal(storage, walnames.parse(stop_wal), archive_timeout)
+    raw_hashes = delta.encode_page_hashes(pages.hashes)
+    storage.put(backup_key(name, delta.PAGE_HASHES), codec.encode(raw_hashes, "none"))
     stopped = time.time()
+    base = pages.base
+    chain = (list(base.get("chain") or []) + [base["name"]]) if base else []
+    lineage = {"kind": "delta" if base else "full", "base": base["name"] if base else None, "chain": chain}
     manifest = {
-        "format": "walrus-backup", "format_version": 1, "name": name,
+        "format": "walrus-backup", "format_version": 2 if base else 1, "name": name,
         "system_identifier": str(sysid), "pg_version_num": server.version_num, "wal_segment_size": segment_size,
         "timeline": timeline, "start_lsn": start_lsn, "stop_lsn": stop_lsn, "start_wal": start_wal,
         "stop_wal": stop_wal, "start_time": _utc(started), "stop_time": _utc(stopped),
@@ -242,7 +283,13 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
         "parts": sorted(parts, key=lambda p: p["number"]),
         "directories": [{"path": d, "mode": m} for d, m in sorted(dirs, key=lambda dm: (dm[0].count("/"), dm[0]))],
         "files": sorted(entries, key=lambda e: e["path"]),
+        "page_hashes": {"key": delta.PAGE_HASHES, "raw_size": len(raw_hashes),
+                        "sha256": hashlib.sha256(raw_hashes).hexdigest()},
     }
+    manifest.update(lineage)
+    if base:
+        manifest["base_start_lsn"] = base["start_lsn"]
+        manifest["delta"] = dict(pages.stats)
     raw_manifest = json.dumps(manifest, indent=1, sort_keys=True).encode("utf-8")
     storage.put(backup_key(name, "manifest.json"), codec.encode(raw_manifest, settings.compression))
     sentinel = {
@@ -254,8 +301,13 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
         "raw_size": sum(p["raw_size"] for p in parts), "stored_size": sum(p["stored_size"] for p in parts),
         "files": len(entries), "parts": len(parts),
     }
+    sentinel.update(lineage)
     storage.put(backup_key(name, "sentinel.json"), codec.encode(json.dumps(sentinel, sort_keys=True).encode("utf-8"), "none"))
     sentinel["seconds"] = round(stopped - started, 3)
+    if base:
+        sentinel["delta"] = dict(pages.stats)
+    if note:
+        sentinel["note"] = "full backup instead of a delta: %s" % note
     return sentinel
 
 

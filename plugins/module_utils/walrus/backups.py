@@ -20,7 +20,7 @@ LATEST = "LATEST"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SENTINEL_FORMAT = "walrus-backup-sentinel"
 MANIFEST_FORMAT = "walrus-backup"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # manifests of delta backups are version 2 (sentinels stay 1)
 _SENTINEL_FIELDS = ("name", "manifest_sha256", "stop_time", "start_time", "timeline")
 
 

@@ -106,6 +106,11 @@ def build_parser():
                        help="seconds to wait for the stop point's WAL segment in the repository (default 600)")
     bpush.add_argument("--compression", choices=("lz4", "zstd", "none"), help="compression for the parts (default lz4)")
     _add_connection_flags(bpush, "needs the right to run the backup functions")
+    bpush.add_argument("--delta", action="store_true",
+                       help="store only the pages changed since the newest backup of this cluster (a full "
+                            "backup when there is none, or the chain would be too long)")
+    bpush.add_argument("--delta-max-chain", type=int, default=6, metavar="N",
+                       help="most delta steps after a full backup; one more makes a full backup (default 6)")
     bpush.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_restore_parsers(sub, common)
     _add_retention_parsers(sub, common)
@@ -357,12 +362,16 @@ def cmd_backup_push(args):
     from . import backup
     result = backup.push(_settings(args), args.datadir, name=args.name, fast=not args.spread_checkpoint,
                          jobs=args.jobs, part_mb=args.part_size_mb, archive_timeout=args.archive_timeout,
-                         conninfo=_conninfo(args))
+                         conninfo=_conninfo(args), delta_backup=args.delta, delta_max_chain=args.delta_max_chain)
+    if result.get("note"):
+        sys.stderr.write("walrus: note: %s\n" % result["note"])
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     else:
-        sys.stdout.write("backup %(name)s: %(files)d files, %(raw_size)d bytes (%(stored_size)d stored) in %(parts)d "
-                         "parts, WAL %(start_wal)s to %(stop_wal)s, %(seconds).1f s\n" % result)
+        sys.stdout.write("%s backup %s: %d files, %d bytes (%d stored) in %d parts, WAL %s to %s, %.1f s%s\n" % (
+            result.get("kind", "full"), result["name"], result["files"], result["raw_size"], result["stored_size"],
+            result["parts"], result["start_wal"], result["stop_wal"], result["seconds"],
+            ", on top of %s" % result["base"] if result.get("base") else ""))
     return 0
 
 
@@ -460,8 +469,8 @@ def cmd_drill(args):
                        recovery=_recovery(args), canary=args.canary, user_checks=checks, amcheck=args.amcheck,
                        server_settings=_pairs(args.server_settings, "--set"), keep=args.keep, jobs=args.jobs,
                        start_timeout=args.timeout)
-    if args.json:
-        sys.stdout.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    if args.json:  # with the Markdown summary, for the restore_drill role to save on the controller
+        sys.stdout.write(json.dumps(dict(report, markdown=drill.render_markdown(report)), indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(drill.render_markdown(report))
         sys.stdout.write("report: %s\n" % report["report_key"])

@@ -212,7 +212,9 @@ class _Plan(object):
         for entry in manifest["files"]:
             path = _check_relpath(entry.get("path") if isinstance(entry, dict) else None, "manifest %s file" % where)
             if (not isinstance(entry.get("size"), int) or entry["size"] < 0 or not _HEX64.match(str(entry.get("sha256")))
-                    or entry.get("part") not in self.parts or not isinstance(entry.get("mode"), int)):
+                    or not isinstance(entry.get("mode"), int)
+                    or (entry.get("part") not in self.parts
+                        and not (entry.get("stored") == "base" and entry.get("part") is None))):
                 raise IntegrityError("manifest %s has a malformed entry for file %s" % (where, path))
             if path in self.files:
                 raise IntegrityError("manifest %s lists file %s twice" % (where, path))
@@ -361,10 +363,15 @@ class _PartReader(object):
 
 
 class _Restorer(object):
-    def __init__(self, storage, sentinel, plan, roots, abort):
+    """Streams the parts of one backup into the target. `files`/`parts` are that backup's
+    manifest entries (default: the plan's); delta.py's chain restorer overrides _write()."""
+
+    def __init__(self, storage, sentinel, plan, roots, abort, files=None, parts=None):
         self.storage = storage
         self.name = sentinel["name"]
         self.plan = plan
+        self.files = plan.files if files is None else files
+        self.parts = plan.parts if parts is None else parts
         self.roots = roots
         self.abort = abort
         self.lock = threading.Lock()
@@ -372,7 +379,7 @@ class _Restorer(object):
         self.bytes = 0
 
     def part(self, number):
-        part = self.plan.parts[number]
+        part = self.parts[number]
         key = backups.backup_key(self.name, part["key"])
         where = self.storage.describe(key)
         try:
@@ -415,7 +422,7 @@ class _Restorer(object):
                     "a device" if member.isdev() else "not a regular file")
             raise IntegrityError("part %s holds member %s, which is %s: a backup holds only regular files and "
                                  "directories" % (where, name, kind))
-        entry = self.plan.files.get(name)
+        entry = self.files.get(name)
         if entry is None or entry["part"] != number:
             raise IntegrityError("part %s holds file %s, which the manifest does not list%s"
                                  % (where, name, "" if entry is None else " in this part (it says part %d)" % entry["part"]))
@@ -423,9 +430,13 @@ class _Restorer(object):
             if name in self.done:
                 raise IntegrityError("part %s holds file %s a second time" % (where, name))
             self.done.add(name)
-        if member.size != entry["size"]:
+        stored_size = entry["stored_size"] if entry.get("stored") == "delta" else entry["size"]
+        if member.size != stored_size:
             raise IntegrityError("file %s in part %s has %d bytes, the manifest says %d"
-                                 % (name, where, member.size, entry["size"]))
+                                 % (name, where, member.size, stored_size))
+        self._write(tar, member, entry, name, where, dirs)
+
+    def _write(self, tar, member, entry, name, where, dirs):
         root, rel = self.plan.locate(name)
         parent, _sep, base = rel.rpartition("/")
         if name == PG_CONTROL:
@@ -620,6 +631,8 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
                              % (sentinel["name"], manifest.get("system_identifier"), storage.describe(),
                                 identity["system_identifier"]))
     plan = _Plan(manifest, storage.describe(backups.backup_key(sentinel["name"], backups.MANIFEST)), tablespace_map)
+    from . import delta
+    chain = delta.load_chain(storage, sentinel, manifest)  # the backups a delta needs, checked before writing
     for oid, location in plan.locations.items():
         if location == target or location.startswith(target + os.sep) or target.startswith(location + os.sep):
             raise UsageError("tablespace %s location %s overlaps the target %s: relocate it with --tablespace-map %s=DIR"
@@ -646,7 +659,7 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
         for oid, location in plan.locations.items():
             _prepare_dir(location)
             roots[oid] = os.open(location, _DIR_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
-        result = _restore(storage, sentinel, plan, roots, jobs, conf, standby)
+        result = _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain)
     except (WalrusError, OSError) as exc:
         message = str(exc) if isinstance(exc, WalrusError) else "%s: %s" % (
             exc.filename or target, exc.strerror or exc)
@@ -666,7 +679,32 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
     return result
 
 
-def _restore(storage, sentinel, plan, roots, jobs, conf, standby):
+def run_parts(restorer, jobs):
+    """Stream every part of the restorer's backup, `jobs` at a time; the first failure stops
+    the others. Then every file the manifest puts in a part must have arrived."""
+    numbers = sorted(restorer.parts)
+    errors = []
+    with ThreadPoolExecutor(max_workers=max(1, min(int(jobs or 1), len(numbers) or 1))) as pool:
+        futures = [pool.submit(restorer.part, n) for n in numbers]
+        for future in as_completed(futures):
+            try:
+                future.result()
+            except _Aborted:
+                pass
+            except BaseException as exc:  # first failure stops the others
+                restorer.abort.set()
+                errors.append(exc)
+    if errors:
+        first = [e for e in errors if isinstance(e, IntegrityError)] or errors
+        raise first[0]
+    missing = sorted(path for path, entry in restorer.files.items()
+                     if entry.get("part") is not None and path not in restorer.done)
+    if missing:
+        raise IntegrityError("%d file(s) listed in the manifest were not in their parts: %s%s (backup %s)"
+                             % (len(missing), ", ".join(missing[:5]), ", ..." if len(missing) > 5 else "", restorer.name))
+
+
+def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None):
     manifest = plan.manifest
     # Directories first (parents first), owner-writable until the files are in.
     setup = _Dirs(roots)
@@ -680,27 +718,13 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby):
     finally:
         setup.close()
 
-    abort = threading.Event()
-    restorer = _Restorer(storage, sentinel, plan, roots, abort)
-    numbers = sorted(plan.parts)
-    errors = []
-    with ThreadPoolExecutor(max_workers=max(1, min(int(jobs or 1), len(numbers) or 1))) as pool:
-        futures = [pool.submit(restorer.part, n) for n in numbers]
-        for future in as_completed(futures):
-            try:
-                future.result()
-            except _Aborted:
-                pass
-            except BaseException as exc:  # first failure stops the others
-                abort.set()
-                errors.append(exc)
-    if errors:
-        first = [e for e in errors if isinstance(e, IntegrityError)] or errors
-        raise first[0]
-    missing = sorted(set(plan.files) - restorer.done)
-    if missing:
-        raise IntegrityError("%d file(s) listed in the manifest were not in their parts: %s%s"
-                             % (len(missing), ", ".join(missing[:5]), ", ..." if len(missing) > 5 else ""))
+    if chain:  # a delta backup: its full base first, then every delta in order (delta.py)
+        from . import delta
+        done, written = delta.restore_chain(storage, chain + [(sentinel, manifest)], plan, roots, jobs)
+    else:
+        restorer = _Restorer(storage, sentinel, plan, roots, threading.Event())
+        run_parts(restorer, jobs)
+        done, written = len(restorer.done), restorer.bytes
 
     dirs = _Dirs(roots)
     try:
@@ -740,7 +764,7 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby):
         _fsync_dirfd(top)
     finally:
         dirs.close()
-    return {"name": sentinel["name"], "files": len(restorer.done), "bytes": restorer.bytes,
+    return {"name": sentinel["name"], "files": done, "bytes": written,
             "recovery": dict(conf), "signal": signal, "stop_time": sentinel.get("stop_time"),
             "stop_lsn": sentinel.get("stop_lsn"),
             "tablespaces": dict(plan.locations)}

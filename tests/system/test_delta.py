@@ -1,0 +1,84 @@
+"""Delta backups against a real cluster, into real repositories (directory and SeaweedFS S3):
+a full backup, pgbench writes, a delta, DDL (create, drop, truncate, vacuum full, a grown
+table) and more writes, a second delta; the restore of the last delta equals the source at
+that point; a small change makes a small delta; a chain longer than the limit becomes full."""
+import json
+import os
+
+from conftest import walrus
+from test_backup_fetch import start_restored
+
+TABLES_SQL = ("select string_agg(relname, ',' order by relname) from pg_class "
+              "where relkind = 'r' and relnamespace = 'public'::regnamespace")
+
+
+def fingerprint(cluster):
+    """Every public table's row count and an order-independent hash of its rows."""
+    tables = cluster.psql(TABLES_SQL).split(",")
+    sums = ["(select count(*) || ':' || coalesce(sum(hashtext(t::text)::numeric), 0) from %s t)" % t for t in tables]
+    return ",".join(tables) + "|" + cluster.psql("select " + " || '|' || ".join(sums))
+
+
+def push(cluster, env, name, *extra):
+    res = walrus("backup-push", cluster.datadir, "--pghost", cluster.host, "--pgport", str(cluster.port),
+                 "--pguser", "postgres", "--name", name, "--json", "--delta", *extra, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout), res.stderr
+
+
+def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdir):
+    primary = cluster_factory(repo, autovacuum="off")
+    env = repo.full_env()
+    primary.pgbench("-i", "-s", "5", "-q")
+    primary.psql("create table dropme(v int); insert into dropme select generate_series(1, 20000);"
+                 "create table truncme(v int); insert into truncme select generate_series(1, 20000);"
+                 "create table vf(v int, pad text); insert into vf select g, repeat('x', 200) from generate_series(1, 20000) g;"
+                 "create table grows(v int); insert into grows select generate_series(1, 1000)")
+    primary.psql("checkpoint")
+
+    full, note = push(primary, env, "full")
+    assert full["kind"] == "full" and full["base"] is None and full["chain"] == []
+    assert "full backup instead of a delta" in note and "no complete backup" in note
+
+    # 1% of pgbench_accounts' rows, contiguous: a delta of a few pages.
+    primary.psql("update pgbench_accounts set abalance = abalance + 1 where aid <= 5000")
+    d1, note = push(primary, env, "d1")
+    assert (d1["kind"], d1["base"], d1["chain"]) == ("delta", "full", ["full"]), note
+    assert d1["stored_size"] < 0.25 * full["stored_size"], (d1["stored_size"], full["stored_size"])
+    assert d1["delta"]["unchanged_files"] > 100 and d1["delta"]["pages_stored"] > 0
+
+    dropped = primary.psql("select pg_relation_filepath('dropme')")
+    vf_before = primary.psql("select pg_relation_filepath('vf')")
+    primary.pgbench("-n", "-t", "300")
+    for sql in ("create table created(v text); insert into created select md5(g::text) from generate_series(1, 5000) g",
+                "drop table dropme", "truncate truncme", "insert into truncme values (7)",
+                "delete from vf where v % 2 = 0", "vacuum full vf",
+                "insert into grows select generate_series(1001, 60000)", "delete from grows where v < 500", "vacuum grows"):
+        primary.psql(sql)
+    assert primary.psql("select pg_relation_filepath('vf')") != vf_before
+    d2, note = push(primary, env, "d2")
+    expected = fingerprint(primary)
+    assert (d2["kind"], d2["base"], d2["chain"]) == ("delta", "d1", ["full", "d1"]), note
+    # Changes after the backup that the restore (to the backup's consistency point) must not show.
+    primary.psql("insert into created values ('after'); update pgbench_accounts set abalance = 0")
+
+    target = os.path.join(workdir, "restored")
+    res = walrus("backup-fetch", "d2", target, "--target-immediate", "--target-action", "promote", "--json",
+                 env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["name"] == "d2"
+    assert not os.path.exists(os.path.join(target, dropped)), "a dropped relation's file came back"
+    assert not os.path.exists(os.path.join(target, vf_before))
+    clone = start_restored(primary, target, env)
+    try:
+        assert fingerprint(clone) == expected
+        assert clone.psql("select count(*) from truncme") == "1"
+    finally:
+        clone.stop(mode="immediate")
+
+    # A chain longer than the limit: the next backup is full, and says why.
+    d3, note = push(primary, env, "d3", "--delta-max-chain", "2")
+    assert d3["kind"] == "full" and d3["chain"] == [] and "--delta-max-chain 2" in note
+    listing = json.loads(walrus("backup-list", "--json", env=env, check=True).stdout)
+    assert [(b["name"], b.get("kind"), b.get("base")) for b in listing] == [
+        ("full", "full", None), ("d1", "delta", "full"), ("d2", "delta", "d1"), ("d3", "full", None)]
