@@ -24,7 +24,14 @@ Method, per pgbench scale:
   4. Unless --no-profile, at the last scale: where walrus spends its time in backup-push and backup-fetch
      (py-spy, sampling the walrus process tree; not in the table).
 
+Delta scenario (--scenario delta): after a full backup by each tool, 1% and then another 10% of
+pgbench_accounts' rows (contiguous aid ranges) are updated and checkpointed; after each change,
+walrus backup-push --delta (its chain: full, d1, d2) against pgBackRest --type=incr (based on its
+previous backup) and, after the second change, --type=diff (based on its full). Time and stored
+bytes of each, ratios to walrus; walrus's last delta is restored and its checksum compared.
+
 Usage: .venv/bin/python bench/backup.py [--quick] [--scales 20,100] [--repeat 3] [--only NAME,...]
+       .venv/bin/python bench/backup.py --scenario delta [--scales 50] [--repeat 1]
 """
 import argparse
 import collections
@@ -434,6 +441,150 @@ def summarize(runs):
 
 
 # ---------------------------------------------------------------------------------------------
+# Delta scenario: walrus --delta against pgBackRest incr/diff
+# ---------------------------------------------------------------------------------------------
+
+DELTA_STEPS = (("1%", 0.0, 0.01), ("10%", 0.01, 0.11))
+
+
+def change_accounts(ctx, low, high):
+    """Update the rows with aid in (low, high] fractions of the table (contiguous), checkpoint."""
+    rows = ctx.scale * 100000
+    ctx.source.psql("update pgbench_accounts set abalance = abalance + 1 where aid > %d and aid <= %d"
+                    % (int(rows * low), int(rows * high)))
+    ctx.source.psql("checkpoint")
+    return ctx.source.psql(CHECKSUM_SQL)
+
+
+def delta_step(ctx, tool, cmd, env, label):
+    set_archive_command(ctx.source, tool.archive_command())
+    log("delta s%d: %s" % (ctx.scale, label))
+    timing, stdout = timed_step(ctx, cmd, env, "/tmp")
+    return timing, stdout
+
+
+def run_delta_rep(ctx, rep):
+    """One repetition: full backups, then the 1% and 10% changes with a walrus delta, a pgBackRest
+    incr and (after the second) a pgBackRest diff. Returns a list of row dicts."""
+    walrus, pgbr = Walrus(ctx, True), PgBackRest(ctx, "lz4")
+    rows = []
+
+    def walrus_backup(name, delta):
+        cmd = [WALRUS, "backup-push", ctx.source.datadir, "--jobs", "4", "--name", name, "--json"] + (
+            ["--delta"] if delta else [])
+        timing, stdout = delta_step(ctx, walrus, cmd, walrus.env(), "walrus %s" % name)
+        result = json.loads(stdout)
+        _n, stored = ctx.weed.stored_bytes(ctx.walrus_bucket, "cluster/basebackups/%s/" % name)
+        return timing, stored, result
+
+    def pgbr_backup(kind):
+        cmd = pgbr.base_cmd() + ["--type=" + kind, "--process-max=4", "--compress-type=lz4", "--start-fast", "backup"]
+        timing, _stdout = delta_step(ctx, pgbr, cmd, pgbr.env(), "pgbackrest %s" % kind)
+        info = json.loads(run_as_postgres(pgbr.base_cmd() + ["--output=json", "info"], pgbr.env()).stdout)
+        label = info[0]["backup"][-1]["label"]
+        _n, stored = ctx.weed.stored_bytes(ctx.pgbr_bucket, "pgbackrest/backup/bench/%s/" % label)
+        return timing, stored, label
+
+    timing, stored, result = walrus_backup("full-r%d" % rep, False)
+    rows.append({"step": "full", "tool": "walrus-https full", "seconds": timing["seconds"], "stored_bytes": stored,
+                 "cpu_seconds": timing["cpu_seconds"], "kind": result.get("kind")})
+    timing, stored, _label = pgbr_backup("full")
+    rows.append({"step": "full", "tool": "pgbackrest-lz4 full", "seconds": timing["seconds"], "stored_bytes": stored,
+                 "cpu_seconds": timing["cpu_seconds"]})
+    checksum = None
+    for number, (step, low, high) in enumerate(DELTA_STEPS, 1):
+        checksum = change_accounts(ctx, low, high)
+        name = "d%d-r%d" % (number, rep)
+        timing, stored, result = walrus_backup(name, True)
+        rows.append({"step": step, "tool": "walrus-https delta", "seconds": timing["seconds"], "stored_bytes": stored,
+                     "cpu_seconds": timing["cpu_seconds"], "kind": result.get("kind"), "base": result.get("base"),
+                     "delta_stats": result.get("delta"), "name": name})
+        timing, stored, _label = pgbr_backup("incr")
+        rows.append({"step": step, "tool": "pgbackrest-lz4 incr", "seconds": timing["seconds"], "stored_bytes": stored,
+                     "cpu_seconds": timing["cpu_seconds"]})
+        if number == len(DELTA_STEPS):
+            timing, stored, _label = pgbr_backup("diff")
+            rows.append({"step": step + " (diff: since full)", "tool": "pgbackrest-lz4 diff",
+                         "seconds": timing["seconds"], "stored_bytes": stored, "cpu_seconds": timing["cpu_seconds"]})
+    # The last walrus delta restores (full + d1 + d2) to the source's data.
+    last = [r for r in rows if r["tool"] == "walrus-https delta"][-1]
+    target = os.path.join(ctx.workdir, "restore-delta-r%d" % rep, "pgdata")
+    postgres_dir(os.path.dirname(target))
+    postgres_dir(target, mode=0o700)
+    cmd, env, cwd = walrus.restore({"id": last["name"]}, target)
+    timing, _stdout = timed_step(ctx, cmd, env, cwd)
+    last["restore_seconds"] = timing["seconds"]
+    last["verify"] = verify_walrus(ctx, walrus, target, checksum)
+    shutil.rmtree(os.path.dirname(target), ignore_errors=True)
+    return rows
+
+
+def delta_table(rows_by_rep):
+    """Medians over repetitions, per (step, tool); ratios to walrus's row of the same change."""
+    groups = collections.OrderedDict()
+    for rows in rows_by_rep:
+        for r in rows:
+            groups.setdefault((r["scale"], r["step"], r["tool"]), []).append(r)
+    med = collections.OrderedDict()
+    for key, items in groups.items():
+        med[key] = {"seconds": statistics.median(i["seconds"] for i in items),
+                    "stored_bytes": int(statistics.median(i["stored_bytes"] for i in items)),
+                    "cpu_seconds": statistics.median(i["cpu_seconds"] for i in items), "n": len(items)}
+    header = ["scale", "change", "tool", "seconds", "peer s / walrus s", "stored MB", "peer bytes / walrus bytes",
+              "CPU s"]
+    rows = []
+    for (scale, step, tool), m in med.items():
+        base_step = step.split(" ")[0]
+        ref = med.get((scale, base_step, "walrus-https delta" if base_step != "full" else "walrus-https full"))
+        is_ref = ref is m
+        rows.append([str(scale), step, tool, "%.2f" % m["seconds"],
+                     "-" if is_ref or not ref else "%.2f" % (m["seconds"] / ref["seconds"]),
+                     "%.2f" % (m["stored_bytes"] / 1048576.0),
+                     "-" if is_ref or not ref else "%.2f" % (m["stored_bytes"] / float(max(1, ref["stored_bytes"]))),
+                     "%.2f" % m["cpu_seconds"]])
+    return header, rows, med
+
+
+def publish_delta(args, report, started):
+    report["bench_seconds"] = round(time.time() - started, 1)
+    header, rows, med = delta_table(report["delta_runs"])
+    report["delta_medians"] = [dict(zip(("scale", "step", "tool"), k), **v) for k, v in med.items()]
+    targets = {}
+    for (scale, step, tool), m in med.items():
+        if tool != "pgbackrest-lz4 incr":
+            continue
+        w = med.get((scale, step, "walrus-https delta"))
+        if w:
+            targets["scale %d %s: stored bytes within 1.2x of pgBackRest incr" % (scale, step)] = {
+                "walrus_over_peer": round(w["stored_bytes"] / float(max(1, m["stored_bytes"])), 3),
+                "met": w["stored_bytes"] <= 1.2 * m["stored_bytes"]}
+            targets["scale %d %s: time no slower than pgBackRest incr" % (scale, step)] = {
+                "walrus_over_peer": round(w["seconds"] / m["seconds"], 3), "met": w["seconds"] <= m["seconds"]}
+    report["targets"] = targets
+    print()
+    print("Delta backups, %s, %s CPUs, medians of %d" % (report["environment"]["postgresql"],
+                                                        report["environment"]["cpus"], args.repeat))
+    print(render_text(header, rows))
+    for name, t in targets.items():
+        print("target: %-70s %s  walrus/peer=%s" % (name, "MET" if t["met"] else "NOT MET", t["walrus_over_peer"]))
+    for f in report["failures"]:
+        print("FAILED: %s" % f[:300])
+    verify = [r.get("verify") for rows in report["delta_runs"] for r in rows if r.get("verify")]
+    out = ["# Delta backup benchmark, %s" % report["date"], "", "Command: `%s`" % report["command"], "",
+           "walrus backup-push --delta --jobs 4 (lz4, https) against pgBackRest %s --process-max=4 --compress-type=lz4 "
+           "(https), same SeaweedFS. After a full backup by each, 1%% and then another 10%% of pgbench_accounts' rows "
+           "(contiguous aid ranges) are updated, then checkpointed. pgBackRest incr is based on its previous backup, "
+           "diff on its full; a walrus delta on the previous walrus backup. Ratios: peer divided by walrus "
+           "(above 1 = peer slower / bigger). Medians of %d." % (report["environment"]["pgbackrest"], args.repeat), "",
+           render_md(header, rows), "", "## Targets", ""]
+    out += ["- %s: %s (walrus/peer = %s)" % (n, "met" if t["met"] else "NOT met", t["walrus_over_peer"])
+            for n, t in targets.items()]
+    out += ["", "## Verification", ""] + ["- %s" % json.dumps(v, sort_keys=True) for v in verify]
+    out += ["", "## Sources", ""] + ["- %s" % json.dumps(f, sort_keys=True) for f in report["sources"]]
+    write_results(args.out, "backup-delta", args.quick, report, "\n".join(out) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
 # Where walrus spends its time (py-spy)
 # ---------------------------------------------------------------------------------------------
 
@@ -724,6 +875,9 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories (debugging)")
     parser.add_argument("--out", default=RESULTS, help="directory for the JSON and Markdown results")
     parser.add_argument("--render", metavar="JSON", help="only re-render the table and Markdown of a results file")
+    parser.add_argument("--scenario", choices=("base", "delta"), default="base",
+                        help="base: full backup and restore of every tool (default); delta: walrus --delta "
+                             "against pgBackRest incr/diff after 1%% and 10%% changes")
     args = parser.parse_args()
     if args.render:
         with open(args.render) as handle:
@@ -732,6 +886,8 @@ def main():
         publish(args, report, time.time() - report.get("bench_seconds", 0), final=report.get("complete", True))
         return 0
     scales = [int(s) for s in (args.scales or ("20" if args.quick else "20,100")).split(",")]
+    if args.scenario == "delta":
+        return main_delta(args, scales)
     if os.geteuid() != 0:
         parser.error("run as root (servers and tools run as the postgres user)")
     names = args.only.split(",") if args.only else TOOL_NAMES
@@ -792,6 +948,41 @@ def main():
         ctx.cleanup()
     publish(args, report, started, final=True)
     return 0 if all(s["ok"] for s in report["summaries"]) and not report["failures"] else 1
+
+
+def main_delta(args, scales):
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (servers and tools run as the postgres user)")
+    if not args.no_setup:
+        run_setup_peers()
+    install_signal_handlers()
+    ctx = Context(args)
+    started = time.time()
+    report = new_report("backup.py", sys.argv[1:], args.quick)
+    report.update(scenario="delta", repeat=args.repeat, scales=scales, sources=[], delta_runs=[], failures=[])
+    try:
+        ctx.weed = BenchSeaweedFS(ctx.weed_dir, tls=True).start()
+        for scale in scales:
+            ctx.new_scale(scale)
+            try:
+                report["sources"].append(make_source(ctx))
+                for rep in range(args.repeat):
+                    try:
+                        rows = run_delta_rep(ctx, rep)
+                    except KeyboardInterrupt:
+                        raise
+                    except Exception as exc:
+                        log("delta s%d r%d: FAILED: %s" % (scale, rep, exc))
+                        report["failures"].append("scale %d rep %d: %s" % (scale, rep, str(exc)[-600:]))
+                        continue
+                    report["delta_runs"].append([dict(r, scale=scale, rep=rep) for r in rows])
+            finally:
+                ctx.end_scale()
+    finally:
+        ctx.cleanup()
+    publish_delta(args, report, started)
+    ok = all(r["verify"]["ok"] for rows in report["delta_runs"] for r in rows if r.get("verify"))
+    return 0 if ok and not report["failures"] else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,131 @@
+"""The page filter and the delta file encoding of delta backups (delta.py), on synthetic pages."""
+import hashlib
+import io
+import os
+import struct
+
+import pytest
+
+from walrus import delta
+from walrus.errors import IntegrityError
+
+BLCKSZ = delta.BLCKSZ
+
+
+def page(lsn, fill=b"x", lower=28, upper=8000, special=8192):
+    """A page with a plausible header (layout version 4) and a recognisable body."""
+    head = struct.pack("<IIHHHHHHI", lsn >> 32, lsn & 0xFFFFFFFF, 0, 0, lower, upper, special,
+                       BLCKSZ | 4, 0)
+    return head + (fill * BLCKSZ)[:BLCKSZ - len(head)]
+
+
+def scan(data, chunk=BLCKSZ * 3 + 100, **kwargs):
+    scanner = delta.PageScanner(**kwargs)
+    for i in range(0, len(data), chunk):  # chunk boundaries that do not fall on pages
+        scanner.update(data[i:i + chunk])
+    scanner.finish()
+    return scanner
+
+
+@pytest.mark.parametrize("path,expected", [
+    ("base/5/16384", True), ("base/5/16384.2", True), ("base/5/16384_fsm", True), ("base/5/16384_vm.1", True),
+    ("base/5/16384_init", True), ("global/1262", True), ("pg_tblspc/16390/PG_15_202209061/5/16391", True),
+    ("base/5/16384_foo", False), ("base/5/PG_VERSION", False), ("base/5/pg_filenode.map", False),
+    ("global/pg_control", False), ("pg_xact/0000", False), ("base/5/t3_16384", False),
+    ("pg_tblspc/16390/PG_15_202209061/5/16391_xyz", False), ("base/x/16384", False), ("16384", False),
+])
+def test_relation_files_are_recognised_by_directory_and_name(path, expected):
+    assert delta.is_relation_file(path) is expected
+
+
+def test_page_header_checks():
+    assert delta.page_is_valid(page(0x100000028))
+    assert delta.page_is_valid(bytes(BLCKSZ))  # a new, all-zero page
+    assert delta.page_lsn(page(0x100000028)) == 0x100000028
+    assert not delta.page_is_valid(b"\0" * 100 + b"\1" + b"\0" * (BLCKSZ - 101))  # zero header, not a zero page
+    assert not delta.page_is_valid(page(5, lower=9000))  # pd_lower past pd_upper
+    bad_version = bytearray(page(5))
+    struct.pack_into("<H", bad_version, 18, BLCKSZ | 3)
+    assert not delta.page_is_valid(bytes(bad_version))
+    assert not delta.page_is_valid(os.urandom(BLCKSZ))
+
+
+def test_scanner_stores_pages_that_differ_from_the_base_whatever_their_lsn():
+    base_pages = [page(10, b"a"), page(20, b"b"), page(30, b"c"), bytes(BLCKSZ)]
+    base = scan(b"".join(base_pages))
+    assert base.valid and len(base.hashes) == 4 * delta.HASH_BYTES
+    now = list(base_pages)
+    now[1] = page(500, b"B")        # changed after the base started: new LSN
+    now[2] = page(30, b"C")         # hint bits / FSM / VM: content changed, LSN did not
+    now += [page(600, b"d"), bytes(BLCKSZ)]  # the file grew, a zero page included
+    got = scan(b"".join(now), base_hashes=bytes(base.hashes), base_start_lsn=100, keep_changed=True)
+    assert got.valid
+    assert [b for b, _p in got.changed] == [1, 2, 4, 5]
+    assert [p for _b, p in got.changed] == [now[1], now[2], now[4], now[5]]
+    assert (got.by_lsn, got.by_content) == (3, 1)
+    # A page with a new LSN but the base's exact bytes (the base read it after the change) is not stored.
+    same = scan(b"".join(base_pages), base_hashes=bytes(base.hashes), base_start_lsn=0, keep_changed=True)
+    assert same.changed == []
+
+
+def test_scanner_flags_untrustworthy_files():
+    assert not scan(page(1) + os.urandom(BLCKSZ)).valid
+    assert not scan(page(1) + b"tail").valid  # not a whole number of pages
+    big = scan(b"".join(page(1000 + i) for i in range(6)), base_hashes=b"", keep_changed=True, limit=3 * BLCKSZ)
+    assert big.overflow and big.changed == []
+
+
+def apply_to(old, member, size):
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "walrus-delta-unit-%d" % os.getpid())
+    with open(path, "wb") as handle:
+        handle.write(old)
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        digest = hashlib.sha256()
+        count = delta.apply(io.BytesIO(member), fd, "test", size, digest)
+    finally:
+        os.close(fd)
+    with open(path, "rb") as handle:
+        out = handle.read()
+    os.unlink(path)
+    assert count == len(member) and digest.hexdigest() == hashlib.sha256(member).hexdigest()
+    return out
+
+
+@pytest.mark.parametrize("old_pages,new_pages", [(4, 6), (6, 2), (3, 3), (0, 2), (5, 0)])
+def test_delta_members_round_trip_when_files_grow_shrink_or_stay(old_pages, new_pages):
+    old = [page(10 + i, bytes([65 + i])) for i in range(old_pages)]
+    new = [page(900 + i, bytes([97 + i])) if i % 2 or i >= old_pages else old[i] for i in range(new_pages)]
+    base = scan(b"".join(old))
+    got = scan(b"".join(new), base_hashes=bytes(base.hashes), base_start_lsn=100, keep_changed=True)
+    member = b"".join(delta.encode_delta(new_pages * BLCKSZ, got.changed))
+    assert len(member) == delta.delta_member_size(len(got.changed))
+    assert apply_to(b"".join(old), member, new_pages * BLCKSZ) == b"".join(new)
+
+
+def test_malformed_delta_members_are_refused():
+    member = b"".join(delta.encode_delta(3 * BLCKSZ, [(0, page(1)), (2, page(2))]))
+    with pytest.raises(IntegrityError, match="manifest says"):
+        apply_to(b"", member, 4 * BLCKSZ)
+    with pytest.raises(IntegrityError, match="not a walrus delta"):
+        apply_to(b"", b"X" + member[1:], 3 * BLCKSZ)
+    with pytest.raises(IntegrityError, match="truncated"):
+        apply_to(b"", member[:-1], 3 * BLCKSZ)
+    with pytest.raises(IntegrityError, match="after its last page"):
+        apply_to(b"", member + b"\0", 3 * BLCKSZ)
+    unordered = b"".join(delta.encode_delta(3 * BLCKSZ, [(2, page(1)), (0, page(2))]))
+    with pytest.raises(IntegrityError, match="out of order"):
+        apply_to(b"", unordered, 3 * BLCKSZ)
+    past_end = b"".join(delta.encode_delta(2 * BLCKSZ, [(2, page(1))]))
+    with pytest.raises(IntegrityError, match="past the file's end"):
+        apply_to(b"", past_end, 2 * BLCKSZ)
+
+
+def test_page_hashes_round_trip_and_detect_damage():
+    hashes = {"base/5/16384": bytes(range(16)), "global/1262": b"", "base/5/16384_vm": b"\1" * 8}
+    raw = delta.encode_page_hashes(hashes)
+    assert delta.decode_page_hashes(raw, "x") == hashes
+    with pytest.raises(IntegrityError, match="malformed"):
+        delta.decode_page_hashes(raw[:-3], "x")
+    with pytest.raises(IntegrityError, match="malformed"):
+        delta.decode_page_hashes(b"NOTHASH!" + raw[8:], "x")
