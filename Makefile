@@ -10,8 +10,8 @@ install:
 install-dev:
 	@tools/install.sh dev
 
-demo: install
-	@$(PY) tools/demo.py
+demo: install-dev
+	@tools/demo.sh
 
 test: install-dev
 	@tools/run-tests.sh
