@@ -65,6 +65,16 @@ def _sentinel_names(storage):
     return sorted(names)
 
 
+def _lsn_order(text):
+    """An LSN as a number for ordering (stop times have one-second resolution: a delta
+    backup can end in the same second as its base); -1 when it is not an LSN."""
+    try:
+        high, low = str(text).split("/")
+        return (int(high, 16) << 32) | int(low, 16)
+    except ValueError:
+        return -1
+
+
 def list_backups(storage, problems=None):
     """Complete backups (those with a sentinel), as sentinel dicts sorted by stop time (oldest
     first). A sentinel that cannot be read is left out; its error message is appended to
@@ -79,7 +89,7 @@ def list_backups(storage, problems=None):
             if problems is None:
                 raise
             problems.append(str(exc))
-    found.sort(key=lambda s: (str(s.get("stop_time")), s["name"]))
+    found.sort(key=lambda s: (str(s.get("stop_time")), _lsn_order(s.get("stop_lsn")), s["name"]))
     return found
 
 
