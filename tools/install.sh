@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 want=${1:-runtime}
 
-apt_pkgs=(python3-venv python3-dev postgresql-15 postgresql-contrib)
+# cron: the crontab binary that ansible.builtin.cron (backup_schedule role) needs.
+apt_pkgs=(python3-venv python3-dev postgresql-15 postgresql-contrib cron)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
