@@ -72,7 +72,7 @@ def test_scanner_flags_untrustworthy_files():
     assert not scan(page(1) + os.urandom(BLCKSZ)).valid
     assert not scan(page(1) + b"tail").valid  # not a whole number of pages
     big = scan(b"".join(page(1000 + i) for i in range(6)), base_hashes=b"", keep_changed=True, limit=3 * BLCKSZ)
-    assert big.overflow and big.changed == []
+    assert big.overflow and len(big.changed) == 6
 
 
 def apply_to(old, member, size):
@@ -129,3 +129,112 @@ def test_page_hashes_round_trip_and_detect_damage():
         delta.decode_page_hashes(raw[:-3], "x")
     with pytest.raises(IntegrityError, match="malformed"):
         delta.decode_page_hashes(b"NOTHASH!" + raw[8:], "x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing the base of a delta (synthetic repositories written as docs/backup-format.md says)
+
+
+def write_backup(writer, name, stop_time, timeline=1, stop_lsn="0/5000138", chain=(), hashes=True):
+    from walrus import backups, codec
+    raw = delta.encode_page_hashes({"base/5/16384": b"\1" * 16})
+    lineage = {"kind": "delta" if chain else "full", "base": chain[-1] if chain else None, "chain": list(chain)}
+
+    def edit_manifest(manifest):
+        manifest.update(lineage, timeline=timeline)
+        if hashes:
+            manifest["page_hashes"] = {"key": delta.PAGE_HASHES, "raw_size": len(raw),
+                                       "sha256": hashlib.sha256(raw).hexdigest()}
+
+    def edit_sentinel(sentinel):
+        sentinel.update(lineage, timeline=timeline)
+    if hashes:
+        writer.storage.put(backups.backup_key(name, delta.PAGE_HASHES), codec.encode(raw, "none"))
+    writer.write(name, stop_time=stop_time, stop_lsn=stop_lsn, edit_manifest=edit_manifest, edit_sentinel=edit_sentinel)
+
+
+def choose(writer, timeline=1, history=None, max_chain=6):
+    from test_restore_fetch import SYSID
+    return delta.choose_base(writer.storage, SYSID, 150018, timeline, history, max_chain)
+
+
+def test_choose_base_takes_the_newest_usable_backup_or_says_why_not(tmp_path):
+    from test_restore_fetch import Writer
+    writer = Writer(str(tmp_path))
+    assert "no complete backup" in choose(writer)[3]
+    write_backup(writer, "old", "2026-11-20T00:00:00Z", hashes=False)
+    assert "has no page hashes" in choose(writer)[3]
+    write_backup(writer, "f1", "2026-11-21T00:00:00Z")
+    base, manifest, hashes, reason = choose(writer)
+    assert (base["name"], reason, hashes) == ("f1", None, {"base/5/16384": b"\1" * 16})
+    write_backup(writer, "d1", "2026-11-22T00:00:00Z", chain=["f1"])
+    write_backup(writer, "d2", "2026-11-23T00:00:00Z", chain=["f1", "d1"])
+    assert choose(writer, max_chain=3)[0]["name"] == "d2"
+    assert "would have 3 delta steps, more than --delta-max-chain 2" in choose(writer, max_chain=2)[3]
+
+
+def test_choose_base_follows_the_timeline_history(tmp_path):
+    from test_restore_fetch import Writer
+    writer = Writer(str(tmp_path))
+    write_backup(writer, "tl1", "2026-11-21T00:00:00Z", timeline=1, stop_lsn="0/5000138")
+    # Timeline 2 branched off timeline 1 after the backup stopped: the backup is on its history.
+    assert choose(writer, timeline=2, history={1: 0x6000000})[0]["name"] == "tl1"
+    # Branched off before the backup stopped, or no history known: not a base.
+    assert "timeline 2" in choose(writer, timeline=2, history={1: 0x4000000})[3]
+    assert choose(writer, timeline=2, history=None)[0] is None
+    # A newer backup on a sibling timeline (3, off 1) is skipped for the older one on the history.
+    write_backup(writer, "tl3", "2026-11-22T00:00:00Z", timeline=3)
+    assert choose(writer, timeline=2, history={1: 0x6000000})[0]["name"] == "tl1"
+
+
+def test_timeline_history_file_is_read_from_pg_wal(tmp_path):
+    os.makedirs(str(tmp_path / "pg_wal"))
+    (tmp_path / "pg_wal" / "00000003.history").write_text(
+        "1\t0/5000138\tno recovery target specified\n\n2\t0/9000000\tat restore point \"x\"\n")
+    assert delta.timeline_history(str(tmp_path), 3) == {1: 0x5000138, 2: 0x9000000}
+    assert delta.timeline_history(str(tmp_path), 1) == {}
+    assert delta.timeline_history(str(tmp_path), 4) is None
+
+
+@pytest.mark.parametrize("limit_pages,invalid_at,expect", [
+    (100, None, 1), (4, None, 1), (3, None, 2), (1, None, 2), (1, 8, 2), (0, None, 2), (0, 1, "whole")])
+def test_pages_delta_streams_past_the_memory_limit_even_when_it_is_reached_at_the_end(limit_pages, invalid_at, expect):
+    old = [page(10 + i, bytes([65 + i])) for i in range(8)]
+    new = old[:5] + [page(900, b"z"), page(901, b"y"), old[7], page(903, b"v"), page(902, b"w")]  # 4 changed, 2 at the end
+    if invalid_at is not None:
+        new[invalid_at] = os.urandom(BLCKSZ)
+    base = scan(b"".join(old))
+    pages = delta.Pages({"name": "b", "start_lsn": "0/64"}, {"base/5/16384": bytes(base.hashes)})
+    pages.limit = limit_pages * BLCKSZ
+    handle = io.BytesIO(b"".join(new))
+    size = len(handle.getvalue())
+    got = pages.delta("base/5/16384", handle, size, 2 * BLCKSZ)
+    if expect == "whole":  # an invalid page before streaming started: the file goes whole
+        assert got is None and handle.tell() == 0
+        return
+    member = b"".join(got.chunks())
+    assert len(member) == got.member_size and member[8] == expect
+    assert got.sha256 == hashlib.sha256(b"".join(new)).hexdigest()
+    assert apply_to(b"".join(old), member, size) == b"".join(new)
+    assert got.pages == 4 + (invalid_at is not None and invalid_at < 5)
+    assert ("base/5/16384" in pages.hashes) is (invalid_at is None)  # an invalid page: no hashes, next time whole
+    assert pages.delta("base/5/other", io.BytesIO(b""), 0, BLCKSZ) is None  # not in the base: whole
+
+
+def test_unchanged_files_need_no_member():
+    old = [page(10 + i) for i in range(3)]
+    pages = delta.Pages({"name": "b", "start_lsn": "0/64"}, {"base/5/1": bytes(scan(b"".join(old)).hashes)})
+    got = pages.delta("base/5/1", io.BytesIO(b"".join(old)), 3 * BLCKSZ, BLCKSZ)
+    assert got.member_size == 0 and list(got.chunks()) == [] and pages.stats["unchanged_files"] == 1
+    shrunk = pages.delta("base/5/1", io.BytesIO(b"".join(old[:2])), 2 * BLCKSZ, BLCKSZ)
+    assert shrunk.member_size == delta.delta_member_size(0)  # no page changed, but the file is shorter
+
+
+def test_streamed_members_must_end_in_zeros():
+    member = bytearray(b"".join([delta.DELTA_HEAD.pack(delta.DELTA_MAGIC, 2, 0, BLCKSZ, 2 * BLCKSZ, 0, 0),
+                                 delta.RECORD.pack(1), page(5), delta.RECORD.pack(delta.END_MARK)]))
+    member += bytes(delta.streamed_member_size(2 * BLCKSZ) - len(member))
+    assert apply_to(page(1) * 2, bytes(member), 2 * BLCKSZ) == page(1) + page(5)
+    member[-1] = 1
+    with pytest.raises(IntegrityError, match="after its end mark"):
+        apply_to(b"", bytes(member), 2 * BLCKSZ)

@@ -137,21 +137,21 @@ def _tar_stream(members, entries, part_number, pages):
             entry = {"path": rel, "size": st.st_size, "mode": info.mode, "mtime": info.mtime, "part": part_number}
             changed = pages.delta(rel, handle, st.st_size, READ_CHUNK)
             if changed is not None:
-                entry["sha256"], chunks = changed
-                if chunks is None:
+                if changed.member_size == 0:
                     entry.update(part=None, stored="base")
+                    list(changed.chunks())
                 else:
                     member_digest = hashlib.sha256()
-                    for chunk in chunks:
-                        member_digest.update(chunk)
-                    info.size = sum(len(chunk) for chunk in chunks)
-                    entry.update(stored="delta", stored_size=info.size, stored_sha256=member_digest.hexdigest(),
-                                 pages=len(chunks) - 2)
+                    info.size = changed.member_size
                     yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-                    for chunk in chunks:
+                    for chunk in changed.chunks():
+                        member_digest.update(chunk)
                         yield chunk
                     if info.size % tarfile.BLOCKSIZE:
                         yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
+                    entry.update(stored="delta", stored_size=info.size, stored_sha256=member_digest.hexdigest(),
+                                 pages=changed.pages)
+                entry["sha256"] = changed.sha256
                 entries.append(entry)
                 continue
             if pages.base is not None:
@@ -238,16 +238,17 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
         from_standby = server.in_recovery()
         tablespaces = server.tablespaces()
         pages, note = delta.Pages(), None
+        if delta_backup and delta_max_chain < 1:
+            raise UsageError("--delta-max-chain must be at least 1")
+        start_lsn = server.start_backup("walrus %s" % name, fast)
         if delta_backup:
-            if delta_max_chain < 1:
-                raise UsageError("--delta-max-chain must be at least 1")
+            # After the start checkpoint, pg_control holds the timeline this backup starts on.
             current_tl = int(server.value("select timeline_id from pg_control_checkpoint()"))
             base, _base_manifest, base_hashes, note = delta.choose_base(
                 storage, sysid, server.version_num, current_tl, delta.timeline_history(datadir, current_tl),
                 delta_max_chain)
             if base is not None:
                 pages = delta.Pages(base, base_hashes)
-        start_lsn = server.start_backup("walrus %s" % name, fast)
         dirs, files = walk(datadir, tablespaces)
         parts_plan = plan_parts(files, jobs, part_mb << 20)
         parts, entries = [], []

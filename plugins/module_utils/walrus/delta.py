@@ -24,9 +24,14 @@ from the current page and is stored again.
 
 When in doubt a file is copied whole: names that are not relation files (unknown forks
 included), sizes that are not a multiple of the page size, any page whose header does not
-look like an 8 KiB page of layout version 4 (nor an all-zero new page), files the base did
-not have, and files with more changed pages than DELTA_BUFFER_MAX (a delta member is built
-in memory because its tar header needs its size).
+look like an 8 KiB page of layout version 4 (nor an all-zero new page), and files the base
+did not have.
+
+A tar header needs the member's size first. Up to DELTA_BUFFER_MAX of changed pages are held
+in memory (layout 1: block list, then pages). Past that, the member is streamed instead
+(layout 2: (block, page) records as they are found, an end mark, zeros up to a size fixed in
+advance from the file's size): memory stays bounded, the zeros cost almost nothing once
+compressed. A page that looks invalid after streaming started is simply stored.
 """
 import hashlib
 import os
@@ -54,8 +59,12 @@ PAGE_HASHES_HEAD = struct.Struct("<8sHHII")  # magic, version, hash bytes, page 
 PAGE_HASHES_FILE = struct.Struct("<HI")  # path length, pages
 
 DELTA_MAGIC = b"WALRUSDF"
-DELTA_HEAD = struct.Struct("<8sHHIQII")  # magic, version, reserved, page size, file size, pages, reserved
-DELTA_VERSION = 1
+DELTA_HEAD = struct.Struct("<8sHHIQII")  # magic, layout, reserved, page size, file size, pages, reserved
+DELTA_LISTED = 1    # block numbers, then the pages
+DELTA_STREAMED = 2  # (block, page) records, END_MARK, zeros to the member's end
+RECORD = struct.Struct("<I")
+END_MARK = 0xFFFFFFFF
+ZEROS = bytes(1 << 20)
 
 REL_NAME = re.compile(r"^\d+(_(fsm|vm|init))?(\.\d+)?$")
 REL_DIR = re.compile(r"^(base/\d+|global|pg_tblspc/\d+/[^/]+/\d+)$")
@@ -127,12 +136,11 @@ class PageScanner(object):
                 self.by_content += 1  # hint bits, FSM, VM bit clears: changed without a new LSN
             else:
                 self.by_lsn += 1
-            if self.keep and not self.overflow:
+            if self.keep:
                 self.changed.append((block, bytes(page)))
                 self.changed_bytes += BLCKSZ
                 if self.changed_bytes > self.limit:
-                    self.overflow = True
-                    self.changed = []
+                    self.overflow = True  # the caller streams the member from here on
 
     def finish(self):
         """True when the file was a whole number of valid pages."""
@@ -142,8 +150,8 @@ class PageScanner(object):
 
 
 def encode_delta(file_size, changed):
-    """The delta member's bytes, as a list of chunks: header, block numbers, pages."""
-    head = DELTA_HEAD.pack(DELTA_MAGIC, DELTA_VERSION, 0, BLCKSZ, file_size, len(changed), 0)
+    """A listed delta member's bytes, as a list of chunks: header, block numbers, pages."""
+    head = DELTA_HEAD.pack(DELTA_MAGIC, DELTA_LISTED, 0, BLCKSZ, file_size, len(changed), 0)
     blocks = struct.pack("<%dI" % len(changed), *[b for b, _p in changed])
     return [head, blocks] + [p for _b, p in changed]
 
@@ -152,50 +160,72 @@ def delta_member_size(pages):
     return DELTA_HEAD.size + 4 * pages + BLCKSZ * pages
 
 
-class DeltaReader(object):
-    """Parses a delta member from a file-like object, for apply()."""
-
-    def __init__(self, source, where, expected_file_size):
-        head = _read_exact(source, DELTA_HEAD.size, where)
-        magic, version, _r, block_size, file_size, pages, _r2 = DELTA_HEAD.unpack(head)
-        if magic != DELTA_MAGIC or version != DELTA_VERSION or block_size != BLCKSZ:
-            raise IntegrityError("%s is not a walrus delta file (version %d, page size %d)" % (where, version, block_size))
-        if file_size != expected_file_size:
-            raise IntegrityError("%s says the file has %d bytes, the manifest says %d" % (where, file_size, expected_file_size))
-        self.head = head
-        self.file_size, self.pages = file_size, pages
-        self.block_bytes = _read_exact(source, 4 * pages, where)
-        self.blocks = struct.unpack("<%dI" % pages, self.block_bytes)
-        last = -1
-        for block in self.blocks:
-            if block <= last or (block + 1) * BLCKSZ > file_size:
-                raise IntegrityError("%s lists block %d out of order or past the file's end" % (where, block))
-            last = block
+def streamed_member_size(file_size):
+    """A streamed member's fixed size: room for every page of the file and the end mark."""
+    return DELTA_HEAD.size + (file_size // BLCKSZ) * (RECORD.size + BLCKSZ) + RECORD.size
 
 
-def _read_exact(source, size, where):
-    data = source.read(size)
-    if len(data) != size:
-        raise IntegrityError("%s is truncated" % where)
-    return data
+class _Digesting(object):
+    """Reads from a file-like object, feeding every byte read into a digest."""
+
+    def __init__(self, source, digest, where):
+        self.source, self.digest, self.where, self.count = source, digest, where, 0
+
+    def read(self, size):
+        data = self.source.read(size)
+        if len(data) != size:
+            raise IntegrityError("%s is truncated" % self.where)
+        self.digest.update(data)
+        self.count += size
+        return data
+
+
+def _pwrite_all(fd, data, offset):
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, offset)
+        view, offset = view[done:], offset + done
 
 
 def apply(source, fd, where, expected_file_size, digest):
     """Apply one delta member (read from `source`) to the open file `fd`: set its size, write the
     pages. Every byte read goes into `digest` (the member's SHA-256). Returns the bytes read."""
-    reader = DeltaReader(source, where, expected_file_size)
-    digest.update(reader.head)
-    digest.update(reader.block_bytes)
-    os.ftruncate(fd, reader.file_size)
-    for block in reader.blocks:
-        page = _read_exact(source, BLCKSZ, where)
-        digest.update(page)
-        view = memoryview(page)
-        while view:
-            view = view[os.pwrite(fd, view, block * BLCKSZ + BLCKSZ - len(view)):]
+    reader = _Digesting(source, digest, where)
+    magic, layout, _r, block_size, file_size, pages, _r2 = DELTA_HEAD.unpack(reader.read(DELTA_HEAD.size))
+    if magic != DELTA_MAGIC or layout not in (DELTA_LISTED, DELTA_STREAMED) or block_size != BLCKSZ:
+        raise IntegrityError("%s is not a walrus delta file (layout %d, page size %d)" % (where, layout, block_size))
+    if file_size != expected_file_size:
+        raise IntegrityError("%s says the file has %d bytes, the manifest says %d" % (where, file_size, expected_file_size))
+    os.ftruncate(fd, file_size)
+    last = -1
+
+    def check(block):
+        if block <= last or (block + 1) * BLCKSZ > file_size:
+            raise IntegrityError("%s lists block %d out of order or past the file's end" % (where, block))
+        return block
+    if layout == DELTA_LISTED:
+        blocks = struct.unpack("<%dI" % pages, reader.read(4 * pages))
+        for block in blocks:
+            last = check(block)
+            _pwrite_all(fd, reader.read(BLCKSZ), block * BLCKSZ)
+    else:
+        while True:
+            (block,) = RECORD.unpack(reader.read(RECORD.size))
+            if block == END_MARK:
+                break
+            last = check(block)
+            _pwrite_all(fd, reader.read(BLCKSZ), block * BLCKSZ)
+        while True:  # the rest of the member is zeros
+            data = source.read(len(ZEROS))
+            if not data:
+                break
+            if data != ZEROS[:len(data)]:
+                raise IntegrityError("%s holds bytes after its end mark" % where)
+            digest.update(data)
+            reader.count += len(data)
     if source.read(1):
         raise IntegrityError("%s holds bytes after its last page" % where)
-    return delta_member_size(reader.pages)
+    return reader.count
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +292,7 @@ class Pages(object):
         self.base = base  # the base's sentinel, or None for a full backup
         self.base_hashes = base_hashes or {}
         self.base_start_lsn = _lsn(base["start_lsn"]) if base else 0
+        self.limit = DELTA_BUFFER_MAX
         self.hashes = {}
         self.lock = threading.Lock()
         self.stats = {"delta_files": 0, "unchanged_files": 0, "whole_files": 0, "pages_stored": 0,
@@ -282,32 +313,96 @@ class Pages(object):
                 self.stats["whole_files"] += 1
 
     def delta(self, rel, handle, size, read_chunk):
-        """Read an open file whole; return (sha256 hex, [chunks of its delta member] or None when
-        nothing changed), or None when it must be stored whole (then `handle` is rewound)."""
+        """Start reading an open relation file the base has. Returns None when it must be stored
+        whole (then `handle` is rewound), else a DeltaFile: its member_size is known now; its
+        chunks() give the member (nothing when no page changed); after them, sha256 is the
+        whole file's."""
         if self.base is None or size % BLCKSZ or not is_relation_file(rel) or rel not in self.base_hashes:
             return None
-        scanner = PageScanner(self.base_hashes[rel], self.base_start_lsn, keep_changed=True)
-        digest, remaining = hashlib.sha256(), size
-        while remaining:
-            chunk = handle.read(min(read_chunk, remaining)) or bytes(min(read_chunk, remaining))
-            digest.update(chunk)
-            scanner.update(chunk)
-            remaining -= len(chunk)
-            if scanner.overflow or not scanner.valid:
+        result = DeltaFile(self, rel, handle, size, read_chunk)
+        while result.remaining and not result.scanner.overflow:
+            result.read()
+            if not result.scanner.valid:
                 break
-        if remaining or not scanner.finish():
+        if not result.scanner.valid or (result.remaining and not result.scanner.overflow):
             handle.seek(0)
             return None
-        pages = len(scanner.hashes) // HASH_BYTES
-        unchanged = not scanner.changed and pages == len(self.base_hashes[rel]) // HASH_BYTES
+        if result.scanner.overflow:
+            result.member_size = streamed_member_size(size)
+        else:
+            result.finish_listed()
+        return result
+
+    def done(self, result):
+        scanner = result.scanner
         with self.lock:
-            self.hashes[rel] = scanner.hashes
-            self.stats["pages_read"] += pages
-            self.stats["unchanged_files" if unchanged else "delta_files"] += 1
-            self.stats["pages_stored"] += len(scanner.changed)
+            if scanner.finish():
+                self.hashes[result.rel] = scanner.hashes
+            self.stats["pages_read"] += len(scanner.hashes) // HASH_BYTES
+            self.stats["unchanged_files" if result.member_size == 0 else "delta_files"] += 1
+            self.stats["pages_stored"] += result.pages
             self.stats["pages_changed_by_lsn"] += scanner.by_lsn
             self.stats["pages_changed_without_lsn"] += scanner.by_content
-        return digest.hexdigest(), None if unchanged else encode_delta(size, scanner.changed)
+
+
+class DeltaFile(object):
+    """One relation file read for a delta: listed (changed pages held in memory, the whole file
+    read before the member starts) or streamed (past DELTA_BUFFER_MAX)."""
+
+    def __init__(self, pages, rel, handle, size, read_chunk):
+        self.owner, self.rel, self.handle, self.size, self.read_chunk = pages, rel, handle, size, read_chunk
+        self.scanner = PageScanner(pages.base_hashes[rel], pages.base_start_lsn, keep_changed=True, limit=pages.limit)
+        self.digest = hashlib.sha256()
+        self.remaining = size
+        self.member_size = None
+        self.pages = 0
+        self._listed = None
+
+    def read(self):
+        chunk = self.handle.read(min(self.read_chunk, self.remaining)) or bytes(min(self.read_chunk, self.remaining))
+        self.digest.update(chunk)
+        self.scanner.update(chunk)
+        self.remaining -= len(chunk)
+
+    def finish_listed(self):
+        scanner = self.scanner
+        nbase = len(self.owner.base_hashes[self.rel]) // HASH_BYTES
+        if not scanner.changed and len(scanner.hashes) // HASH_BYTES == nbase:
+            self._listed, self.member_size = [], 0  # unchanged: no member at all
+        else:
+            self._listed = encode_delta(self.size, scanner.changed)
+            self.member_size = sum(len(chunk) for chunk in self._listed)
+            self.pages = len(scanner.changed)
+        scanner.changed = []
+
+    @property
+    def sha256(self):
+        return self.digest.hexdigest()
+
+    def chunks(self):
+        if self._listed is not None:
+            for chunk in self._listed:
+                yield chunk
+            self._listed = None
+        else:
+            yield DELTA_HEAD.pack(DELTA_MAGIC, DELTA_STREAMED, 0, BLCKSZ, self.size, 0, 0)
+            written = DELTA_HEAD.size
+            while True:
+                for block, page in self.scanner.changed:
+                    yield RECORD.pack(block) + page
+                    written += RECORD.size + BLCKSZ
+                    self.pages += 1
+                self.scanner.changed = []
+                if not self.remaining:
+                    break
+                self.read()
+            yield RECORD.pack(END_MARK)
+            written += RECORD.size
+            while written < self.member_size:
+                pad = ZEROS[:min(len(ZEROS), self.member_size - written)]
+                written += len(pad)
+                yield pad
+        self.owner.done(self)
 
 
 def _lsn(text):
