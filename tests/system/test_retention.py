@@ -6,6 +6,7 @@ import os
 
 from conftest import walrus
 from test_backup_fetch import backup_push, start_restored
+from test_modules import collections_path, playbook  # noqa: F401 (fixtures)
 from tools.pgcluster import chown_postgres
 from walhelpers import snapshot
 
@@ -131,3 +132,29 @@ def test_a_missing_backup_or_a_time_without_zone_is_refused(repo):
     assert res.returncode == 1 and "does not exist" in res.stderr
     res = walrus("delete", env=env)
     assert res.returncode == 2
+
+
+def test_retention_module_check_mode_then_delete(fs_repo, cluster_factory, playbook):
+    from test_modules import group_defaults
+    primary = cluster_factory(fs_repo)
+    env = fs_repo.full_env()
+    primary.pgbench("-i", "-s", "1", "-q")
+    for name in ("a", "b", "c"):
+        primary.psql("create table t_%s as select 1" % name)
+        backup_push(primary, env, "--name", name)
+    task = {"walrus.postgres.retention": {"retain": 1, "permanent": ["a"]}}
+    keys = fs_repo.keys()
+    (planned,) = playbook.run([task], None, group_defaults(fs_repo), check=True)
+    assert not planned.get("failed"), planned
+    assert planned["changed"] and [b["name"] for b in planned["deleted"]["backups"]] == ["b"]
+    assert planned["marked"] == [{"name": "a", "permanent": True, "changed": True}]
+    assert fs_repo.keys() == keys  # check mode writes and deletes nothing
+
+    (done,) = playbook.run([task], None, group_defaults(fs_repo))
+    assert done["changed"] and [b["name"] for b in done["deleted"]["backups"]] == ["b"]
+    assert sorted(k["name"] for k in done["kept"]) == ["a", "c"] and done["wal_kept_from"]
+    assert "basebackups/a/permanent.json" in fs_repo.keys()
+    again, bad = playbook.run([task, {"walrus.postgres.retention": {"before": "yesterday"}}], None,
+                              group_defaults(fs_repo))
+    assert not again["changed"] and again["deleted"] == {"backups": [], "incomplete": [], "wal": []}
+    assert bad["failed"] and "time zone" in bad["msg"] and bad["error_kind"] == "usage"

@@ -262,3 +262,12 @@ def test_nothing_is_deleted_while_a_sentinel_cannot_be_read(tmp_path):
     with pytest.raises(IntegrityError):
         retention.delete(storage=storage, mode="retain", count=1, confirm=True)
     assert storage.exists(backups.backup_key("d1a", "sentinel.json"))
+
+
+def test_backups_that_end_in_the_same_second_are_ordered_by_stop_lsn(tmp_path):
+    storage = FsStorage(str(tmp_path))
+    base, delta = sentinel("z-base", 1, 2), sentinel("a-delta", 1, 4, kind="delta", base="z-base", chain=["z-base"])
+    for s in (base, delta):
+        make_backup(storage, s)
+    assert [s["name"] for s in backups.list_backups(storage)] == ["z-base", "a-delta"]
+    assert backups.resolve(storage, backups.LATEST)["name"] == "a-delta"
