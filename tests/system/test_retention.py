@@ -6,9 +6,13 @@ import os
 
 from conftest import walrus
 from test_backup_fetch import backup_push, start_restored
-from test_modules import collections_path, playbook  # noqa: F401 (fixtures)
+import test_modules
 from tools.pgcluster import chown_postgres
 from walhelpers import snapshot
+
+
+collections_path = test_modules.collections_path  # fixtures of the module test
+playbook = test_modules.playbook
 
 
 def delete(env, *args):
@@ -135,7 +139,7 @@ def test_a_missing_backup_or_a_time_without_zone_is_refused(repo):
 
 
 def test_retention_module_check_mode_then_delete(fs_repo, cluster_factory, playbook):
-    from test_modules import group_defaults
+    group_defaults = test_modules.group_defaults
     primary = cluster_factory(fs_repo)
     env = fs_repo.full_env()
     primary.pgbench("-i", "-s", "1", "-q")

@@ -52,15 +52,15 @@ def test_retain_n_keeps_the_newest_and_every_base_they_need():
 
 
 def test_retain_full_keeps_n_full_backups_and_their_deltas():
-    keep, delete, _ = retention.select(weekly(), "retain", count=2, full=True)
+    keep, delete, _problems = retention.select(weekly(), "retain", count=2, full=True)
     assert sorted(keep) == ["d2a", "d2b", "d3a", "f2", "f3"]
     assert names(delete) == ["d1b", "d1a", "f1"]
-    keep, delete, _ = retention.select(weekly(), "retain", count=1, full=True)
+    keep, delete, _problems = retention.select(weekly(), "retain", count=1, full=True)
     assert sorted(keep) == ["d3a", "f3"]
 
 
 def test_permanent_backups_and_their_chain_survive_and_the_newest_full_always_does():
-    keep, delete, _ = retention.select(weekly(), "retain", count=1, permanent={"d1a"})
+    keep, delete, _problems = retention.select(weekly(), "retain", count=1, permanent={"d1a"})
     assert sorted(keep) == ["d1a", "d3a", "f1", "f3"]
     assert "permanent" in keep["d1a"] and "base of delta d1a" in keep["f1"]
     assert "the newest full backup" in keep["f3"]
@@ -69,13 +69,13 @@ def test_permanent_backups_and_their_chain_survive_and_the_newest_full_always_do
 
 def test_deltas_without_kind_fields_are_full_and_a_chain_is_followed_through_base_links():
     plain = [sentinel("a", 1, 2), sentinel("b", 2, 4)]
-    keep, delete, _ = retention.select(plain, "retain", count=1)
+    keep, delete, _problems = retention.select(plain, "retain", count=1)
     assert sorted(keep) == ["b"] and names(delete) == ["a"]
     linked = [sentinel("a", 1, 2), sentinel("b", 2, 4, kind="delta", base="a"),
               sentinel("c", 3, 6, kind="delta", base="b")]
     chains, problems = retention.chains(linked)
     assert chains["c"] == ["a", "b"] and problems == []
-    keep, delete, _ = retention.select(linked, "retain", count=1)
+    keep, delete, _problems = retention.select(linked, "retain", count=1)
     assert sorted(keep) == ["a", "b", "c"] and delete == []
 
 
@@ -86,14 +86,14 @@ def test_a_delta_with_a_missing_base_is_reported():
 
 
 def test_before_a_name_or_a_time():
-    keep, delete, _ = retention.select(weekly(), "before", before_name="f2")
+    keep, delete, _problems = retention.select(weekly(), "before", before_name="f2")
     assert sorted(keep) == ["d2a", "d2b", "d3a", "f2", "f3"] and names(delete) == ["d1b", "d1a", "f1"]
     # A delta named: its bases stay.
-    keep, delete, _ = retention.select(weekly(), "before", before_name="d2b")
+    keep, delete, _problems = retention.select(weekly(), "before", before_name="d2b")
     assert sorted(keep) == ["d2a", "d2b", "d3a", "f2", "f3"]
     # A time: the newest backup that ended by then (d2a, day 9) stays, so PITR to that time still works.
     when = datetime.datetime(2026, 11, 9, 12, 0, tzinfo=datetime.timezone.utc)
-    keep, delete, _ = retention.select(weekly(), "before", before_time=when)
+    keep, delete, _problems = retention.select(weekly(), "before", before_time=when)
     assert sorted(keep) == ["d2a", "d2b", "d3a", "f2", "f3"]
     # A time before every backup deletes nothing.
     early = datetime.datetime(2026, 10, 1, tzinfo=datetime.timezone.utc)
@@ -218,8 +218,8 @@ class Recorder(FsStorage):
 
 def test_plan_and_execute_in_a_directory_repository(tmp_path):
     storage = Recorder(str(tmp_path))
-    storage.put("walrus-repository.json", json.dumps({"format": "walrus", "format_version": 1,
-                                                       "system_identifier": "1", "wal_segment_size": SEG}).encode())
+    identity = {"format": "walrus", "format_version": 1, "system_identifier": "1", "wal_segment_size": SEG}
+    storage.put("walrus-repository.json", json.dumps(identity).encode())
     for s in weekly()[:4]:
         make_backup(storage, s)
     make_backup(storage, sentinel("failed", 5, 8), complete=False)

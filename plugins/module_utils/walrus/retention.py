@@ -333,8 +333,8 @@ def render(result):
         lines.append("kept incomplete backup %s: last written %s ago, perhaps still running (see --min-age)"
                      % (entry["name"], _age(entry["age_seconds"])))
     for entry in result["kept"]:
-        lines.append("kept backup %s (%s, ended %s): %s" % (entry["name"], entry["kind"], entry["stop_time"],
-                                                             "; ".join(entry["reasons"])))
+        lines.append("kept backup %s (%s, ended %s): %s"
+                     % (entry["name"], entry["kind"], entry["stop_time"], "; ".join(entry["reasons"])))
     if result["wal"]:
         lines.append("%s %d WAL files, %s .. %s" % (verb, len(result["wal"]), result["wal"][0], result["wal"][-1]))
     if result["wal_kept_from"]:

@@ -114,7 +114,7 @@ def timeline_path(histories, start_timeline, target):
     tlis = [tli for tli, _switch in entries]
     if target != start_timeline and start_timeline not in tlis:
         return None
-    path = [(tli, switch) for tli, switch in entries[tlis.index(start_timeline):]] if entries else []
+    path = list(entries[tlis.index(start_timeline):]) if entries else []
     return path + [(target, None)]
 
 
@@ -132,8 +132,8 @@ def plan_check(archive, histories, complete, segment_size):
     result = {"ok": True, "missing": [], "problems": [], "notes": [], "segments_checked": 0,
               "timeline_path": [], "start": None, "end": None, "window": None, "backups": []}
     for timeline in archive.timelines():
-        if timeline > 1 and timeline not in archive.histories and (archive.segments.get(timeline) or
-                                                                  archive.partials.get(timeline)):
+        has_wal = archive.segments.get(timeline) or archive.partials.get(timeline)
+        if timeline > 1 and timeline not in archive.histories and has_wal:
             result["problems"].append("timeline %d has WAL but no history file %08X.history: recovery cannot "
                                       "follow it" % (timeline, timeline))
     if complete:
