@@ -198,7 +198,9 @@ def test_timeline_history_file_is_read_from_pg_wal(tmp_path):
 
 @pytest.mark.parametrize("limit_pages,invalid_at,expect", [
     (100, None, 1), (4, None, 1), (3, None, 2), (1, None, 2), (1, 8, 2), (0, None, 2), (0, 1, "whole")])
-def test_pages_delta_streams_past_the_memory_limit_even_when_it_is_reached_at_the_end(limit_pages, invalid_at, expect):
+def test_pages_delta_streams_past_the_memory_limit_even_when_it_is_reached_at_the_end(limit_pages, invalid_at, expect,
+                                                                                      monkeypatch):
+    monkeypatch.setattr(delta, "HASH_OFFLOAD_MIN", 0)  # the whole-file SHA-256 on the hasher thread
     old = [page(10 + i, bytes([65 + i])) for i in range(8)]
     new = old[:5] + [page(900, b"z"), page(901, b"y"), old[7], page(903, b"v"), page(902, b"w")]  # 4 changed, 2 at the end
     if invalid_at is not None:
@@ -219,6 +221,7 @@ def test_pages_delta_streams_past_the_memory_limit_even_when_it_is_reached_at_th
     assert got.pages == 4 + (invalid_at is not None and invalid_at < 5)
     assert ("base/5/16384" in pages.hashes) is (invalid_at is None)  # an invalid page: no hashes, next time whole
     assert pages.delta("base/5/other", io.BytesIO(b""), 0, BLCKSZ) is None  # not in the base: whole
+    pages.close()
 
 
 def test_unchanged_files_need_no_member():
@@ -233,7 +236,7 @@ def test_unchanged_files_need_no_member():
 def test_streamed_members_must_end_in_zeros():
     member = bytearray(b"".join([delta.DELTA_HEAD.pack(delta.DELTA_MAGIC, 2, 0, BLCKSZ, 2 * BLCKSZ, 0, 0),
                                  delta.RECORD.pack(1), page(5), delta.RECORD.pack(delta.END_MARK)]))
-    member += bytes(delta.streamed_member_size(2 * BLCKSZ) - len(member))
+    member += bytes(delta.streamed_member_size(2) - len(member))
     assert apply_to(page(1) * 2, bytes(member), 2 * BLCKSZ) == page(1) + page(5)
     member[-1] = 1
     with pytest.raises(IntegrityError, match="after its end mark"):

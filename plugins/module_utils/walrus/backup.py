@@ -255,10 +255,13 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(upload_part, storage, settings, name, i + 1, members, pages)
                        for i, members in enumerate(parts_plan)]
-            for future in futures:
-                part, part_entries = future.result()
-                parts.append(part)
-                entries.extend(part_entries)
+            try:
+                for future in futures:
+                    part, part_entries = future.result()
+                    parts.append(part)
+                    entries.extend(part_entries)
+            finally:
+                pages.close()
         stop_lsn, label, spcmap = server.stop_backup()
     finally:
         server.close()

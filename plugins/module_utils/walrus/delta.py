@@ -29,8 +29,8 @@ did not have.
 
 A tar header needs the member's size first. Up to DELTA_BUFFER_MAX of changed pages are held
 in memory (layout 1: block list, then pages). Past that, the member is streamed instead
-(layout 2: (block, page) records as they are found, an end mark, zeros up to a size fixed in
-advance from the file's size): memory stays bounded, the zeros cost almost nothing once
+(layout 2: (block, page) records as they are found, an end mark, zeros up to the size fixed
+when streaming starts: the pages held plus the pages not read yet): memory stays bounded, the zeros cost almost nothing once
 compressed. A page that looks invalid after streaming started is simply stored.
 """
 import hashlib
@@ -50,7 +50,8 @@ PAGE_HEADER = struct.Struct("<IIHHHHHH")  # pd_lsn (xlogid, xrecoff), checksum, 
 SIZE_OF_PAGE_HEADER = 24
 HASH_BYTES = 8
 ZERO_PAGE = bytes(BLCKSZ)
-DELTA_BUFFER_MAX = 128 << 20  # changed pages of one file held in memory before it is copied whole instead
+DELTA_BUFFER_MAX = 128 << 20  # changed pages of one file held in memory before its member is streamed
+HASH_OFFLOAD_MIN = 8 << 20  # files at least this big get their whole-file SHA-256 computed on another thread
 DEFAULT_MAX_CHAIN = 6
 
 PAGE_HASHES = "pagehashes.bin"
@@ -160,9 +161,9 @@ def delta_member_size(pages):
     return DELTA_HEAD.size + 4 * pages + BLCKSZ * pages
 
 
-def streamed_member_size(file_size):
-    """A streamed member's fixed size: room for every page of the file and the end mark."""
-    return DELTA_HEAD.size + (file_size // BLCKSZ) * (RECORD.size + BLCKSZ) + RECORD.size
+def streamed_member_size(pages):
+    """A streamed member's size, fixed when it starts: room for `pages` records and the end mark."""
+    return DELTA_HEAD.size + pages * (RECORD.size + BLCKSZ) + RECORD.size
 
 
 class _Digesting(object):
@@ -293,6 +294,8 @@ class Pages(object):
         self.base_hashes = base_hashes or {}
         self.base_start_lsn = _lsn(base["start_lsn"]) if base else 0
         self.limit = DELTA_BUFFER_MAX
+        # The whole-file SHA-256 of big files runs beside the page scan (hashlib releases the GIL).
+        self.hasher = ThreadPoolExecutor(max_workers=2) if base else None
         self.hashes = {}
         self.lock = threading.Lock()
         self.stats = {"delta_files": 0, "unchanged_files": 0, "whole_files": 0, "pages_stored": 0,
@@ -328,10 +331,17 @@ class Pages(object):
             handle.seek(0)
             return None
         if result.scanner.overflow:
-            result.member_size = streamed_member_size(size)
+            # Room for the pages held and every page not read yet: the pages already read and
+            # found unchanged need none, so the zeros at the end stay few in the usual case.
+            unread = -(-(result.remaining + len(result.scanner._rest)) // BLCKSZ)
+            result.member_size = streamed_member_size(len(result.scanner.changed) + unread)
         else:
             result.finish_listed()
         return result
+
+    def close(self):
+        if self.hasher is not None:
+            self.hasher.shutdown(wait=True)
 
     def done(self, result):
         scanner = result.scanner
@@ -357,10 +367,17 @@ class DeltaFile(object):
         self.member_size = None
         self.pages = 0
         self._listed = None
+        self._pending = None
+        self._hasher = pages.hasher if size >= HASH_OFFLOAD_MIN else None
 
     def read(self):
         chunk = self.handle.read(min(self.read_chunk, self.remaining)) or bytes(min(self.read_chunk, self.remaining))
-        self.digest.update(chunk)
+        if self._hasher is None:
+            self.digest.update(chunk)
+        else:  # in order: one chunk at a time in flight
+            if self._pending is not None:
+                self._pending.result()
+            self._pending = self._hasher.submit(self.digest.update, chunk)
         self.scanner.update(chunk)
         self.remaining -= len(chunk)
 
@@ -377,6 +394,9 @@ class DeltaFile(object):
 
     @property
     def sha256(self):
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
         return self.digest.hexdigest()
 
     def chunks(self):
