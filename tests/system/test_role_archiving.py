@@ -2,7 +2,10 @@
 real PostgreSQL 15 cluster started by pg_ctl, with a directory repository and a real S3 server:
 check mode on a fresh host changes nothing, the role makes the cluster archive into the
 repository (a switched segment arrives), a second run changes nothing, the config file is
-private to postgres and the S3 secret appears nowhere in the output."""
+private to postgres. With S3, the restore_drill and restore roles then run on the same host, and
+the S3 secret, given as a playbook variable, is found in the walrus config file and nowhere else:
+not in the very verbose output, PostgreSQL's files or logs, the repository, or any file the runs
+wrote."""
 import json
 import os
 import pwd
@@ -12,9 +15,11 @@ import subprocess
 import tempfile
 
 import pytest
+from test_backup_fetch import backup_push
 
 # collections_path is a fixture: importing it makes it available here.
 from test_modules import PYTHON, ROOT, Playbook, collections_path  # noqa: F401  # pylint: disable=unused-import
+from tools.pgcluster import free_port
 
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
 
@@ -36,11 +41,13 @@ class RolePlaybook(Playbook):
     """The modules' Playbook helper (same scratch dir, inventory and environment), running a role."""
 
     def run_role(self, role, variables, check=False, verbosity=0):
+        """Run one role (or, given a list of {"role": ..., "vars": ...}, several in one play)."""
         self.runs += 1
         playbook = os.path.join(self.dir, "play-%d.yml" % self.runs)
+        roles = role if isinstance(role, list) else [{"role": role}]
         with open(playbook, "w") as handle:
             json.dump([{"name": "walrus role", "hosts": "localhost", "gather_facts": False,
-                        "roles": [{"role": role}]}], handle, indent=1)
+                        "roles": roles}], handle, indent=1)
         vars_file = os.path.join(self.dir, "vars-%d.json" % self.runs)
         with open(vars_file, "w") as handle:
             json.dump(variables, handle)
@@ -110,7 +117,7 @@ def test_archiving_role(repo, cluster_factory, role_playbook, workdir, wheelhous
     assert [k for k in repo.keys() if k.startswith("wal/")] == []
 
     # The real run, verbose: the cluster archives through walrus, into the repository.
-    recap = role_playbook.run_role("walrus.postgres.archiving", variables, verbosity=1)
+    recap = role_playbook.run_role("walrus.postgres.archiving", variables, verbosity=3)
     output = role_playbook.last.stdout + role_playbook.last.stderr
     assert recap["failed"] == 0 and recap["changed"] > 0
     match = re.search(r"WAL segment ([0-9A-F]{24}) archived into", output)
@@ -155,3 +162,43 @@ def test_archiving_role(repo, cluster_factory, role_playbook, workdir, wheelhous
         assert "Install the engine and its dependencies into the virtualenv] ***\nchanged" in role_playbook.last.stdout
         with open(stamp) as handle:
             assert handle.read().strip() != "0" * 64
+
+    if repo.kind == "s3":
+        drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output)
+
+
+def files_holding(root, needle, skip):
+    found = []
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if path in skip or os.path.islink(path) or not os.path.isfile(path):
+                continue
+            with open(path, "rb") as handle:
+                if needle in handle.read():
+                    found.append(path)
+    return found
+
+
+def drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output):
+    variables = dict(variables, walrus_drill_primary_pghost=cluster.host, walrus_drill_primary_pgport=cluster.port,
+                     walrus_drill_report_dir=os.path.join(workdir, "reports"), walrus_drill_install=False,
+                     walrus_drill_amcheck=False, walrus_restore_install=False,
+                     walrus_restore_datadir=os.path.join(workdir, "restored"), walrus_restore_port=free_port(),
+                     walrus_restore_settings={"unix_socket_directories": cluster.host})
+    secret = repo.env["AWS_SECRET_ACCESS_KEY"]
+    config = variables["walrus_config_file"]
+    env = repo.full_env(WALRUS_CONFIG=config)
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"):
+        env.pop(name)  # the backup, too, takes the secret from the config file only
+    backup_push(cluster, env)
+    recap = role_playbook.run_role([{"role": "walrus.postgres.restore_drill"}, {"role": "walrus.postgres.restore"}],
+                                   variables, verbosity=3)
+    assert recap["failed"] == 0
+    output += role_playbook.last.stdout + role_playbook.last.stderr
+    assert "passed: backup" in output and "restored backup" in output
+    assert secret not in output
+    vars_files = set(os.path.join(role_playbook.dir, n) for n in os.listdir(role_playbook.dir) if n.startswith("vars-"))
+    assert files_holding(workdir, secret.encode(), skip={config} | vars_files) == []
+    for key in repo.keys():
+        assert secret.encode() not in repo.read(key), key
