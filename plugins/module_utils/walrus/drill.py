@@ -41,7 +41,7 @@ def write_canary(settings, conninfo=None, timeout=300, storage=None):
         if srv.in_recovery():
             raise UsageError("the canary must be written on the primary, and this server is in recovery")
         srv.execute("create table if not exists public.%s (token text primary key, "
-                  "written_at timestamptz not null default clock_timestamp())" % CANARY_TABLE)
+                    "written_at timestamptz not null default clock_timestamp())" % CANARY_TABLE)
         written_at = srv.value("insert into public.%s (token) values (%%s) returning written_at::text" % CANARY_TABLE,
                                (token,))
         wal = srv.value("select pg_walfile_name(pg_switch_wal())")
@@ -104,8 +104,12 @@ class _Checks(object):
         except WalrusError as exc:
             return self.add(check["name"], False, str(exc), time.monotonic() - started)
         ok = _passes(value, check.get("expect"))
-        detail = "returned %r" % (value,) + ("" if ok else (" (expected %r)" % check["expect"] if check.get("expect")
-                                                           is not None else " (expected a true value)"))
+        if ok:
+            detail = "returned %r" % (value,)
+        elif check.get("expect") is not None:
+            detail = "returned %r (expected %r)" % (value, check["expect"])
+        else:
+            detail = "returned %r (expected a true value)" % (value,)
         return self.add(check["name"], ok, detail, time.monotonic() - started)
 
 
@@ -116,7 +120,7 @@ def _amcheck(instance, checks, timeout):
     started = time.monotonic()
     try:
         proc = subprocess.run([program, "--install-missing", "--all", "-h", instance.socket_dir, "-p", str(instance.port)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return checks.add("amcheck", False, "pg_amcheck did not finish within %d s" % timeout, time.monotonic() - started)
     lines = proc.stdout.strip().splitlines()
@@ -251,14 +255,14 @@ def render_markdown(report):
     lines = ["# walrus restore drill %s: %s" % (report["id"], verdict), "",
              "| | |", "|---|---|",
              "| repository | %s |" % report["repository"],
-             "| backup | %s (requested %s, stopped %s) |" % (report.get("backup", "-"), report["requested_backup"],
-                                                             report.get("backup_stop_time", "-")),
-             "| recovery target | %s |" % (", ".join("%s=%s" % kv for kv in sorted(report["recovery"].items()))
-                                          or "end of the archive"),
+             "| backup | %s (requested %s, stopped %s) |" % (
+                 report.get("backup", "-"), report["requested_backup"], report.get("backup_stop_time", "-")),
+             "| recovery target | %s |" % (
+                 ", ".join("%s=%s" % kv for kv in sorted(report["recovery"].items())) or "end of the archive"),
              "| started / finished | %s / %s |" % (report["started_at"], report.get("finished_at", "-")),
-             "| RTO (restore + replay) | %s (%s + %s) |" % (_seconds(report.get("rto_seconds")),
-                                                          _seconds(report.get("restore_seconds")),
-                                                          _seconds(report.get("replay_seconds"))),
+             "| RTO (restore + replay) | %s (%s + %s) |" % (
+                 _seconds(report.get("rto_seconds")), _seconds(report.get("restore_seconds")),
+                 _seconds(report.get("replay_seconds"))),
              "| RPO (age of newest recovered transaction) | %s (last %s) |" % (
                  _seconds(report.get("rpo_seconds")), report.get("last_replayed_xact_time") or "-"),
              "| timeline / end LSN | %s / %s |" % (report.get("timeline", "-"), report.get("end_lsn", "-")),

@@ -113,7 +113,7 @@ def start(datadir, bin_dir, port=None, socket_dir=None, logfile=None, settings=N
     # -w waits for "ready to accept connections"; a long replay before consistency can take a while.
     cmd = [pg_bin(bin_dir, "pg_ctl"), "-D", datadir, "-l", logfile, "-w", "-t", str(int(timeout)),
            "-o", " ".join(options), "start"]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     if proc.returncode != 0:
         if not instance.running() and _shut_down_at_target(instance):
             return instance  # recovery_target_action = shutdown: the server stopped where it was told to
@@ -126,7 +126,7 @@ def _shut_down_at_target(instance):
     """True when the server stopped cleanly while still in recovery (recovery_target_action =
     shutdown), as pg_control records it."""
     proc = subprocess.run([pg_bin(instance.bin_dir, "pg_controldata"), instance.datadir], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, universal_newlines=True, env=dict(os.environ, LC_ALL="C"))
+                          stderr=subprocess.DEVNULL, universal_newlines=True, env=dict(os.environ, LC_ALL="C"), check=False)
     return any(line.startswith("Database cluster state:") and line.rstrip().endswith("shut down in recovery")
                for line in proc.stdout.splitlines())
 
@@ -192,4 +192,4 @@ def stop(instance, mode="fast", timeout=120):
     if not instance.running():
         return
     subprocess.run([pg_bin(instance.bin_dir, "pg_ctl"), "-D", instance.datadir, "-m", mode, "-w", "-t", str(timeout),
-                    "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    "stop"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
