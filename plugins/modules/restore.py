@@ -15,6 +15,8 @@ description:
   - Restores the base backup O(backup) (a name, or V(LATEST)) into the data directory O(target), as
     C(walrus backup-fetch) does. Parts are downloaded and unpacked in parallel; every file is checked
     against the backup's manifest (size and SHA-256) before the restore counts as done.
+  - A delta backup (taken with O(walrus.postgres.backup#module:delta=true)) is restored with its whole chain - its
+    full backup, then every delta in order - and every reconstructed file is checked against the delta's manifest.
   - Writes C(restore_command) (C(walrus wal-fetch %f %p)) and the recovery target into
     C(postgresql.auto.conf) and creates C(recovery.signal) (or C(standby.signal)) last, only after
     everything was verified. The module does not start the server.

@@ -5,8 +5,10 @@ that point; a small change makes a small delta; a chain longer than the limit be
 import json
 import os
 
+import time
+
 from conftest import walrus
-from test_backup_fetch import start_restored
+from test_backup_fetch import archive_now, start_restored
 
 TABLES_SQL = ("select string_agg(relname, ',' order by relname) from pg_class "
               "where relkind = 'r' and relnamespace = 'public'::regnamespace")
@@ -46,6 +48,10 @@ def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdi
     assert (d1["kind"], d1["base"], d1["chain"]) == ("delta", "full", ["full"]), note
     assert d1["stored_size"] < 0.25 * full["stored_size"], (d1["stored_size"], full["stored_size"])
     assert d1["delta"]["unchanged_files"] > 100 and d1["delta"]["pages_stored"] > 0
+    after_d1 = fingerprint(primary)
+    time.sleep(1.1)
+    target_time = primary.psql("select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'")
+    time.sleep(1.1)
 
     dropped = primary.psql("select pg_relation_filepath('dropme')")
     vf_before = primary.psql("select pg_relation_filepath('vf')")
@@ -73,6 +79,19 @@ def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdi
     try:
         assert fingerprint(clone) == expected
         assert clone.psql("select count(*) from truncme") == "1"
+    finally:
+        clone.stop(mode="immediate")
+
+    # LATEST with a time before d2 takes d1 (a chain of two) and recovers to that time.
+    archive_now(primary)
+    target = os.path.join(workdir, "pitr")
+    res = walrus("backup-fetch", "LATEST", target, "--target-time", target_time, "--target-action", "promote",
+                 "--json", env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["name"] == "d1"
+    clone = start_restored(primary, target, env)
+    try:
+        assert fingerprint(clone) == after_d1
     finally:
         clone.stop(mode="immediate")
 
