@@ -115,6 +115,7 @@ def build_parser():
     _add_restore_parsers(sub, common)
     _add_retention_parsers(sub, common)
     _add_drill_parsers(sub, common)
+    _add_monitoring_parsers(sub, common)
     check = sub.add_parser("check", parents=[common], help="check the repository: reachable, credentials, identity",
                            description="Check that the repository is reachable with the configured credentials and, "
                                        "given a data directory, that it belongs to that cluster.")
@@ -187,6 +188,17 @@ def _add_drill_parsers(sub, common):
     _add_connection_flags(canary, "needs CREATE on schema public (first run) and INSERT")
     canary.add_argument("--timeout", type=int, default=300, help="seconds to wait for the segment (default 300)")
     canary.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _add_monitoring_parsers(sub, common):
+    """drill-list (drills.py)."""
+    dlist = sub.add_parser(
+        "drill-list", parents=[common], help="list the restore drill reports in the repository",
+        description="List the restore drill reports stored under drills/ in the repository, oldest first: id, "
+                    "backup, result, RTO, RPO and the checks that failed. --html writes one self-contained HTML page "
+                    "with a chart of RTO and RPO over time and each drill's checks.")
+    dlist.add_argument("--json", action="store_true", help="print the reports as JSON")
+    dlist.add_argument("--html", metavar="FILE", help="also write the drill history page to FILE (atomically)")
 
 
 def _add_restore_parsers(sub, common):
@@ -495,6 +507,32 @@ def cmd_drill_canary(args):
 COMMANDS = {"wal-push": cmd_wal_push, "wal-fetch": cmd_wal_fetch, "check": cmd_check, "backup-push": cmd_backup_push,
             "backup-list": cmd_backup_list, "backup-fetch": cmd_backup_fetch, "drill": cmd_drill,
             "drill-canary": cmd_drill_canary}
+
+
+def cmd_drill_list(args):
+    import json
+    from . import drills
+    from .storage import open_storage
+    storage = open_storage(_settings(args))
+    problems = []
+    reports = drills.list_reports(storage, problems)
+    for problem in problems:
+        sys.stderr.write("walrus: warning: %s\n" % problem)
+    if args.html:
+        from .localfile import write_atomic
+        write_atomic(args.html, drills.render_html(reports, storage.describe()))
+    if args.json:
+        sys.stdout.write(json.dumps(reports, indent=2, sort_keys=True) + "\n")
+    elif not reports:
+        sys.stdout.write("no drill report in %s\n" % storage.describe())
+    else:
+        sys.stdout.write("\n".join(drills.render(reports)) + "\n")
+    if args.html:
+        sys.stderr.write("walrus: drill history page written to %s\n" % os.path.abspath(args.html))
+    return 0
+
+
+COMMANDS["drill-list"] = cmd_drill_list
 
 
 COMMANDS.update({"delete": cmd_delete, "backup-mark": cmd_backup_mark, "wal-verify": cmd_wal_verify})
