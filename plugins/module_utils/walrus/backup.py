@@ -17,7 +17,7 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import backups, catalog, codec, delta, pg, walnames
+from . import catalog, codec, delta, pg, walnames
 from .backups import NAME_RE, PREFIX, backup_key
 from .errors import ConfigError, UsageError, WalrusError, StorageError
 from .storage import open_storage

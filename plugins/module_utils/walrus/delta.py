@@ -401,8 +401,7 @@ class DeltaFile(object):
 
     def chunks(self):
         if self._listed is not None:
-            for chunk in self._listed:
-                yield chunk
+            yield from self._listed
             self._listed = None
         else:
             yield DELTA_HEAD.pack(DELTA_MAGIC, DELTA_STREAMED, 0, BLCKSZ, self.size, 0, 0)
