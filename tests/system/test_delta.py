@@ -8,6 +8,7 @@ import os
 import time
 
 from conftest import walrus
+from tools.pgcluster import chown_postgres
 from test_backup_fetch import archive_now, start_restored
 
 TABLES_SQL = ("select string_agg(relname, ',' order by relname) from pg_class "
@@ -36,6 +37,12 @@ def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdi
                  "create table truncme(v int); insert into truncme select generate_series(1, 20000);"
                  "create table vf(v int, pad text); insert into vf select g, repeat('x', 200) from generate_series(1, 20000) g;"
                  "create table grows(v int); insert into grows select generate_series(1, 1000)")
+    ts_dir = os.path.join(workdir, "ts1")
+    os.mkdir(ts_dir)
+    chown_postgres(ts_dir)
+    primary.psql("create tablespace ts1 location '%s'" % ts_dir)
+    primary.psql("create table in_ts(v int, pad text) tablespace ts1;"
+                 "insert into in_ts select g, repeat('y', 100) from generate_series(1, 30000) g")
     primary.psql("checkpoint")
 
     full, note = push(primary, env, "full")
@@ -44,6 +51,7 @@ def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdi
 
     # 1% of pgbench_accounts' rows, contiguous: a delta of a few pages.
     primary.psql("update pgbench_accounts set abalance = abalance + 1 where aid <= 5000")
+    primary.psql("update in_ts set pad = 'changed' where v <= 100")
     d1, note = push(primary, env, "d1")
     assert (d1["kind"], d1["base"], d1["chain"]) == ("delta", "full", ["full"]), note
     assert d1["stored_size"] < 0.25 * full["stored_size"], (d1["stored_size"], full["stored_size"])
@@ -69,8 +77,9 @@ def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdi
     primary.psql("insert into created values ('after'); update pgbench_accounts set abalance = 0")
 
     target = os.path.join(workdir, "restored")
+    oid = primary.psql("select oid from pg_tablespace where spcname = 'ts1'")
     res = walrus("backup-fetch", "d2", target, "--target-immediate", "--target-action", "promote", "--json",
-                 env=env, timeout=300)
+                 "--tablespace-map", "%s=%s" % (oid, os.path.join(workdir, "ts1-restored")), env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["name"] == "d2"
     assert not os.path.exists(os.path.join(target, dropped)), "a dropped relation's file came back"
@@ -86,7 +95,7 @@ def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdi
     archive_now(primary)
     target = os.path.join(workdir, "pitr")
     res = walrus("backup-fetch", "LATEST", target, "--target-time", target_time, "--target-action", "promote",
-                 "--json", env=env, timeout=300)
+                 "--tablespace-map", "%s=%s" % (oid, os.path.join(workdir, "ts1-pitr")), "--json", env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["name"] == "d1"
     clone = start_restored(primary, target, env)
