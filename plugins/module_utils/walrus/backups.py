@@ -161,10 +161,11 @@ def _pg_version(num):
 
 def render(backups):
     """Lines of a readable table of sentinels."""
-    header = ("NAME", "START (UTC)", "STOP (UTC)", "TL", "START WAL", "STOP WAL", "RAW", "STORED", "PG")
+    header = ("NAME", "KIND", "START (UTC)", "STOP (UTC)", "TL", "START WAL", "STOP WAL", "RAW", "STORED", "PG")
     rows = [header]
     for s in backups:
-        rows.append((s["name"], str(s.get("start_time", "-")), str(s.get("stop_time", "-")),
+        kind = "delta of %s" % s.get("base") if s.get("kind") == "delta" else "full"
+        rows.append((s["name"], kind, str(s.get("start_time", "-")), str(s.get("stop_time", "-")),
                      str(s.get("timeline", "-")), str(s.get("start_wal", "-")), str(s.get("stop_wal", "-")),
                      _human(s.get("raw_size")), _human(s.get("stored_size")), _pg_version(s.get("pg_version_num"))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
