@@ -19,6 +19,7 @@ EXIT_CODES_HELP = """exit codes:
   4  integrity error (a stored object is corrupt, truncated or not a walrus object)
   5  conflict (different content already stored under that name; another cluster's repository)
   6  drill: a restore drill check failed (the report says which)
+  7  status: needs attention (archiver failing, archive lag, no or old backup, WAL missing, drill failed)
 
 settings: flags, then WALRUS_* environment variables, then the config file
 (--config, WALRUS_CONFIG, or /etc/walrus/walrus.conf). S3 connection settings are boto3's:
@@ -191,7 +192,9 @@ def _add_drill_parsers(sub, common):
 
 
 def _add_monitoring_parsers(sub, common):
-    """drill-list (drills.py)."""
+    """drill-list (drills.py), status and metrics (status.py)."""
+    import argparse
+    from . import status
     dlist = sub.add_parser(
         "drill-list", parents=[common], help="list the restore drill reports in the repository",
         description="List the restore drill reports stored under drills/ in the repository, oldest first: id, "
@@ -199,6 +202,33 @@ def _add_monitoring_parsers(sub, common):
                     "with a chart of RTO and RPO over time and each drill's checks.")
     dlist.add_argument("--json", action="store_true", help="print the reports as JSON")
     dlist.add_argument("--html", metavar="FILE", help="also write the drill history page to FILE (atomically)")
+    facts = argparse.ArgumentParser(add_help=False, parents=[common])
+    facts.add_argument("--pgdata", help="the cluster's data directory: its system identifier must match the "
+                                        "repository's; .ready files are counted (PGDATA)")
+    _add_connection_flags(facts, "needs to read pg_stat_archiver (any user)")
+    facts.add_argument("--no-db", dest="use_db", action="store_false",
+                       help="do not connect to PostgreSQL: repository facts only")
+    facts.add_argument("--max-backup-age", default=status.DEFAULT_MAX_BACKUP_AGE, metavar="AGE",
+                       help="newest complete backup older than this needs attention (default 8d; units s, m, h, d, w; off)")
+    facts.add_argument("--max-archive-lag", default=status.DEFAULT_MAX_ARCHIVE_LAG, metavar="AGE",
+                       help="segments waiting for archiving longer than this need attention (default 15m; off)")
+    facts.add_argument("--max-drill-age", default=status.DEFAULT_MAX_DRILL_AGE, metavar="AGE",
+                       help="no restore drill, or the newest older than this, needs attention (default off)")
+    stat = sub.add_parser(
+        "status", parents=[facts], help="are we safe? archiver, archive lag, backups, PITR window, drills",
+        description="Archiver health (pg_stat_archiver), archive lag, the newest segment in the repository, the "
+                    "newest complete backup and its age, the PITR window, the newest restore drill, the repository's "
+                    "size by kind, and what needs a human. Exits 7 when something does (see the thresholds). "
+                    "Without a database connection (--no-db), repository facts only.")
+    stat.add_argument("--json", action="store_true", help="print the facts as JSON")
+    metrics = sub.add_parser(
+        "metrics", parents=[facts], help="the status facts as Prometheus metrics (node_exporter textfile)",
+        description="Write the facts of walrus status as Prometheus gauges to a node_exporter textfile-collector "
+                    "file (written to a temporary file in the same directory, then renamed), or to stdout. "
+                    "Exits 0 once written, whatever the facts say: alerting is Prometheus's job "
+                    "(docs/monitoring.md).")
+    metrics.add_argument("--textfile", metavar="PATH",
+                         help="file to write, e.g. /var/lib/prometheus/node-exporter/walrus.prom (default: stdout)")
 
 
 def _add_restore_parsers(sub, common):
@@ -532,7 +562,37 @@ def cmd_drill_list(args):
     return 0
 
 
-COMMANDS["drill-list"] = cmd_drill_list
+def _status(args):
+    from . import status
+    return status.collect(_settings(args), conninfo=_conninfo(args), pgdata=args.pgdata or os.environ.get("PGDATA"),
+                          use_db=args.use_db, max_backup_age=args.max_backup_age,
+                          max_archive_lag=args.max_archive_lag, max_drill_age=args.max_drill_age)
+
+
+def cmd_status(args):
+    import json
+    from . import status
+    from .errors import EXIT_ATTENTION
+    result = _status(args)
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write("\n".join(status.render(result)) + "\n")
+    return 0 if result["ok"] else EXIT_ATTENTION
+
+
+def cmd_metrics(args):
+    from . import status
+    text = status.render_metrics(_status(args))
+    if args.textfile:
+        from .localfile import write_atomic
+        write_atomic(args.textfile, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+COMMANDS.update({"drill-list": cmd_drill_list, "status": cmd_status, "metrics": cmd_metrics})
 
 
 COMMANDS.update({"delete": cmd_delete, "backup-mark": cmd_backup_mark, "wal-verify": cmd_wal_verify})

@@ -11,6 +11,7 @@ EXIT_STORAGE = 3        # repository unreachable, credentials rejected, bucket m
 EXIT_INTEGRITY = 4      # a stored object is corrupt, truncated or not a walrus object
 EXIT_CONFLICT = 5       # different content under the same name, or another cluster's repository
 EXIT_DRILL_FAILED = 6   # a restore drill ran and one of its checks failed
+EXIT_ATTENTION = 7      # walrus status: something needs a human (archiver failing, backup too old, ...)
 
 
 class WalrusError(Exception):
