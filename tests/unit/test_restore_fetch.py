@@ -446,9 +446,9 @@ def test_cli_backup_list_and_fetch(env, capsys):
     env.writer.write("base_3", stop_time="2026-11-24T23:59:00Z", sentinel=False)
     assert cli.main(["backup-list", "--repo", env.repo]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[:3] == ["NAME", "START", "(UTC)"]
+    assert out[0].split()[:4] == ["NAME", "KIND", "START", "(UTC)"]
     assert [line.split()[0] for line in out[1:]] == ["base_1", "base_2"]
-    assert "15.18" in out[1] and "000000010000000000000005" in out[1]
+    assert "15.18" in out[1] and "000000010000000000000005" in out[1] and out[1].split()[1] == "full"
     assert cli.main(["backup-list", "--repo", env.repo, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert [b["name"] for b in listed] == ["base_1", "base_2"]
