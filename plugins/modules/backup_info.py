@@ -15,9 +15,47 @@ description:
   - Returns the complete base backups of a walrus repository (those with a sentinel), oldest first,
     as C(walrus backup-list --json) does, and the repository's identity, so that a playbook can assert on them.
   - Backups still being written, or that failed, have no sentinel and are not listed.
+  - With O(status=true), also the facts of C(walrus status) (archiver health, archive lag, newest segment, newest
+    backup and its age, PITR window, last restore drill, repository size by kind) and what needs a human, so that a
+    playbook can assert on them. The module does not fail when something needs attention; assert on RV(status.ok).
 author:
   - walrus.postgres maintainers (!UNKNOWN)
-options: {}
+options:
+  status:
+    description:
+      - Return the status facts in RV(status), as C(walrus status --json) prints them.
+      - PostgreSQL (C(pg_stat_archiver)) is queried only when O(pg_host) or O(pg_port) is given; otherwise the facts
+        come from the repository alone.
+    type: bool
+    default: false
+  max_backup_age:
+    description: With O(status), a newest complete backup older than this needs attention (units s, m, h, d, w; V(off)).
+    type: str
+    default: 8d
+  max_archive_lag:
+    description: With O(status), segments waiting for archiving longer than this need attention (V(off) to ignore).
+    type: str
+    default: 15m
+  max_drill_age:
+    description: With O(status), no restore drill or the newest older than this needs attention (V(off) to ignore).
+    type: str
+    default: "off"
+  pg_host:
+    description: With O(status), PostgreSQL host or socket directory to read C(pg_stat_archiver) from.
+    type: str
+  pg_port:
+    description: With O(status), PostgreSQL port.
+    type: int
+  pg_user:
+    description: With O(status), PostgreSQL user (any user may read C(pg_stat_archiver)).
+    type: str
+  pg_password:
+    description: PostgreSQL password, if the server asks for one (else E(PGPASSFILE)/C(~/.pgpass) apply).
+    type: str
+  pg_database:
+    description: Database to connect to.
+    type: str
+    default: postgres
 extends_documentation_fragment:
   - walrus.postgres.repository
   - ansible.builtin.action_common_attributes
@@ -57,6 +95,20 @@ EXAMPLES = r"""
     that:
       - info.latest is not none
       - (ansible_date_time.epoch | int) - (info.latest.stop_time | to_datetime('%Y-%m-%dT%H:%M:%SZ')).timestamp() < 86400
+
+- name: Read the status facts, with the archiver's, from the primary
+  walrus.postgres.backup_info:
+    status: true
+    pg_host: /var/run/postgresql
+    max_backup_age: 2d
+  register: info
+
+- name: Fail when something needs a human
+  ansible.builtin.assert:
+    that:
+      - info.status.ok
+      - not info.status.archiver.failing
+    fail_msg: "{{ info.status.attention }}"
 """
 
 RETURN = r"""
@@ -80,17 +132,42 @@ problems:
   returned: success
   type: list
   elements: str
+status:
+  description:
+    - The facts of C(walrus status --json) (docs/monitoring.md); C(ok) is false when C(attention) lists something
+      that needs a human.
+    - "Keys: C(ok), C(attention), C(archiver) (null without a database connection), C(backup), C(wal), C(pitr),
+      C(drill), C(repository_bytes), C(repository_up), C(database), C(thresholds), C(checked_at)."
+  returned: when O(status=true)
+  type: dict
+  sample: {"ok": true, "attention": [], "archiver": {"failing": false, "lag_segments": 0, "failed_count": 0},
+           "backup": {"count": 1, "last": {"name": "base_20261124T231500Z", "age_seconds": 3600.0}},
+           "pitr": {"seconds": 86400}, "repository_bytes": {"wal": 16777216, "basebackups": 7913289, "drills": 1960}}
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.walrus.postgres.plugins.module_utils.repository import argument_spec, fail, load_settings
-from ansible_collections.walrus.postgres.plugins.module_utils.walrus import backups, catalog, errors
+from ansible_collections.walrus.postgres.plugins.module_utils.walrus import backups, catalog, errors, status
 from ansible_collections.walrus.postgres.plugins.module_utils.walrus.storage import open_storage
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            status=dict(type="bool", default=False),
+            max_backup_age=dict(type="str", default=status.DEFAULT_MAX_BACKUP_AGE),
+            max_archive_lag=dict(type="str", default=status.DEFAULT_MAX_ARCHIVE_LAG),
+            max_drill_age=dict(type="str", default=status.DEFAULT_MAX_DRILL_AGE),
+            pg_host=dict(type="str"),
+            pg_port=dict(type="int"),
+            pg_user=dict(type="str"),
+            pg_password=dict(type="str", no_log=True),
+            pg_database=dict(type="str", default="postgres"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
     result = dict(changed=False)
     try:
         settings = load_settings(module)
@@ -100,6 +177,13 @@ def main():
         found = backups.list_backups(storage, problems=problems)
         result.update(backups=found, latest=found[-1] if found else None, problems=problems,
                       identity=catalog.read_identity(storage))
+        if params["status"]:
+            conninfo = {"host": params["pg_host"], "port": params["pg_port"], "user": params["pg_user"],
+                        "password": params["pg_password"], "dbname": params["pg_database"]}
+            result["status"] = status.collect(
+                settings, conninfo=conninfo, use_db=bool(params["pg_host"] or params["pg_port"]),
+                max_backup_age=params["max_backup_age"], max_archive_lag=params["max_archive_lag"],
+                max_drill_age=params["max_drill_age"], storage=storage)
     except (errors.WalrusError, ImportError) as exc:
         fail(module, exc, "cannot list the backups", **result)
     module.exit_json(**result)

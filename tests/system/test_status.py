@@ -9,6 +9,7 @@ import time
 
 from conftest import walrus
 from test_backup_fetch import backup_push
+from test_modules import collections_path, playbook  # noqa: F401 pylint: disable=unused-import
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE = re.compile(r"^(%s)(?:\{(.*)\})? (\S+)$" % NAME)
@@ -56,7 +57,7 @@ def status(cluster, env, *extra):
     return res.returncode, json.loads(res.stdout)
 
 
-def test_status_and_metrics_through_a_clusters_life(cluster_factory, fs_repo, workdir):
+def test_status_and_metrics_through_a_clusters_life(cluster_factory, fs_repo, workdir, playbook):  # noqa: F811
     env = fs_repo.full_env()
     res = walrus("status", "--no-db", env=env)
     assert res.returncode == 7 and "nothing archived into" in res.stdout, res.stdout
@@ -84,6 +85,12 @@ def test_status_and_metrics_through_a_clusters_life(cluster_factory, fs_repo, wo
     assert facts["pitr"]["from_backup"] == taken["name"] and facts["pitr"]["seconds"] >= 0
     assert facts["repository_bytes"]["wal"] > 0 and facts["repository_bytes"]["basebackups"] > 0
     assert facts["drill"] is None
+    # The same facts from the backup_info module, for a playbook to assert on.
+    (info,) = playbook.run([{"walrus.postgres.backup_info": {
+        "repo": fs_repo.url, "status": True, "pg_host": primary.host, "pg_port": primary.port, "pg_user": "postgres"}}])
+    assert info["status"]["ok"] is True and info["status"]["attention"] == [], info
+    assert info["status"]["backup"]["last"]["name"] == taken["name"] and info["status"]["archiver"]["failing"] is False
+    assert info["latest"]["name"] == taken["name"]
 
     textfile = os.path.join(workdir, "walrus.prom")
     res = walrus("metrics", "--textfile", textfile, "--pghost", primary.host, "--pgport", str(primary.port), env=env)
