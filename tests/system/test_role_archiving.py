@@ -102,7 +102,10 @@ def settings(cluster):
     return dict(line.split("=", 1) for line in rows.splitlines())
 
 
-def test_archiving_role(repo, cluster_factory, role_playbook, workdir, wheelhouse):
+def test_archiving_role(s3_repo, cluster_factory, role_playbook, workdir, wheelhouse):
+    """On S3 only: the molecule scenario `archiving` covers a directory repository (converge,
+    idempotence, a switched segment archived)."""
+    repo = s3_repo
     cluster = cluster_factory(None, archive=False)
     variables = role_vars(repo, cluster, workdir, wheelhouse)
     venv, config = variables["walrus_install_dir"], variables["walrus_config_file"]
@@ -136,10 +139,9 @@ def test_archiving_role(repo, cluster_factory, role_playbook, workdir, wheelhous
     assert 'repo = "%s"' % repo.url in text
     with open(os.path.join(cluster.datadir, "postgresql.auto.conf")) as handle:
         auto_conf = handle.read()
-    if repo.kind == "s3":
-        secret = repo.env["AWS_SECRET_ACCESS_KEY"]
-        assert 'aws_secret_access_key = "%s"' % secret in text
-        assert secret not in output and secret not in auto_conf
+    secret = repo.env["AWS_SECRET_ACCESS_KEY"]
+    assert 'aws_secret_access_key = "%s"' % secret in text
+    assert secret not in output and secret not in auto_conf
 
     # More WAL arrives by itself through archive_command (look-ahead and all).
     cluster.psql("create table t as select g from generate_series(1, 1000) g")
@@ -153,18 +155,16 @@ def test_archiving_role(repo, cluster_factory, role_playbook, workdir, wheelhous
 
     # The engine is reinstalled when the shipped sources differ from those installed (simulated by
     # an older digest), and only then.
-    if repo.kind == "fs":
-        stamp = os.path.join(venv, "walrus-engine.sha256")
-        with open(stamp, "w") as handle:
-            handle.write("0" * 64 + "\n")
-        recap = role_playbook.run_role("walrus.postgres.archiving", variables)
-        assert recap["failed"] == 0 and recap["changed"] > 0
-        assert "Install the engine and its dependencies into the virtualenv] ***\nchanged" in role_playbook.last.stdout
-        with open(stamp) as handle:
-            assert handle.read().strip() != "0" * 64
+    stamp = os.path.join(venv, "walrus-engine.sha256")
+    with open(stamp, "w") as handle:
+        handle.write("0" * 64 + "\n")
+    recap = role_playbook.run_role("walrus.postgres.archiving", variables)
+    assert recap["failed"] == 0 and recap["changed"] > 0
+    assert "Install the engine and its dependencies into the virtualenv] ***\nchanged" in role_playbook.last.stdout
+    with open(stamp) as handle:
+        assert handle.read().strip() != "0" * 64
 
-    if repo.kind == "s3":
-        drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output)
+    drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output)
 
 
 def files_holding(root, needle, skip):
