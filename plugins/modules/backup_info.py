@@ -17,7 +17,7 @@ description:
   - Backups still being written, or that failed, have no sentinel and are not listed.
   - With O(status=true), also the facts of C(walrus status) (archiver health, archive lag, newest segment, newest
     backup and its age, PITR window, last restore drill, repository size by kind) and what needs a human, so that a
-    playbook can assert on them. The module does not fail when something needs attention; assert on RV(status.ok).
+    playbook can assert on them. The module does not fail when something needs attention; assert on the C(ok) key of RV(status).
 author:
   - walrus.postgres maintainers (!UNKNOWN)
 options:

@@ -317,8 +317,8 @@ def render(result):
             _num(drill["rto_seconds"]), _num(drill["rpo_seconds"]),
             "; failed: " + ", ".join(drill["failed_checks"]) if drill["failed_checks"] else "")))
         sizes, counts = result["repository_bytes"], result["repository_objects"]
-        lines.append("size:         %s" % ", ".join("%s %s (%d)" % (k, _human_bytes(sizes[k]), counts[k])
-                                                  for k in KINDS + ("other",)))
+        parts = ["%s %s (%d)" % (k, _human_bytes(sizes[k]), counts[k]) for k in KINDS + ("other",)]
+        lines.append("size:         %s" % ", ".join(parts))
     for note in result["notes"]:
         lines.append("note: %s" % note)
     for item in result["attention"]:
