@@ -1,15 +1,18 @@
 """walrus status, metrics and drill-list against a real PostgreSQL cluster and real repositories
 in known states: nothing archived, no backup yet, healthy, a stale backup, archive_command
-failing, and after a passing and a failing drill. The metrics textfile is checked by a small
+failing, and after a passing drill (by the restore_drill role, which fetches the drill history
+page) and a failing one; backup_info's status facts. The metrics textfile is checked by a small
 parser of the Prometheus text format."""
 import json
 import os
 import re
 import time
 
-from conftest import walrus
+from conftest import WALRUS, walrus
 from test_backup_fetch import backup_push
 from test_modules import collections_path, playbook  # noqa: F401 pylint: disable=unused-import
+from test_role_archiving import role_playbook  # noqa: F401 pylint: disable=unused-import
+from tools.pgcluster import chown_postgres
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE = re.compile(r"^(%s)(?:\{(.*)\})? (\S+)$" % NAME)
@@ -136,18 +139,36 @@ def test_status_and_metrics_through_a_clusters_life(cluster_factory, fs_repo, wo
     assert res.returncode == 2 and "--max-archive-lag 'bogus'" in res.stderr
 
 
-def test_drill_list_and_status_after_a_passing_and_a_failing_drill(cluster_factory, fs_repo, workdir):
+def test_drill_list_and_status_after_a_passing_and_a_failing_drill(cluster_factory, fs_repo, workdir,
+                                                                   role_playbook):  # noqa: F811
     env = fs_repo.full_env()
     primary = cluster_factory(fs_repo)
     primary.psql("create table orders(id int); insert into orders select generate_series(1, 10)")
     backup_push(primary, env)
-    ids = []
-    for check, code in (("orders=select count(*) = 10 from orders", 0), ("orders=select false", 6)):
-        res = walrus("drill", "--pg-bindir", primary.bin_dir, "--scratch", os.path.join(workdir, "drill%d" % code),
-                     "--no-amcheck", "--check", check, "--json", env=env, timeout=300)
-        assert res.returncode == code, res.stderr
-        ids.append(json.loads(res.stdout)["id"])
-        time.sleep(max(0.0, 1.1 - (time.time() % 1)))  # drill ids have one-second resolution
+    # A passing drill by the restore_drill role, which fetches the history page to the "controller".
+    config = os.path.join(workdir, "walrus.conf")
+    with open(config, "w") as handle:
+        handle.write("repo = %s\n" % fs_repo.url)
+    os.chmod(config, 0o600)
+    chown_postgres(config)
+    controller_page = os.path.join(workdir, "controller", "drills.html")
+    role_playbook.run_role("walrus.postgres.restore_drill", {
+        "walrus_install_dir": os.path.dirname(os.path.dirname(WALRUS)), "walrus_config_file": config,
+        "walrus_drill_install": False, "walrus_drill_amcheck": False, "walrus_pg_bindir": primary.bin_dir,
+        "walrus_drill_primary_pghost": primary.host, "walrus_drill_primary_pgport": primary.port,
+        "walrus_drill_scratch": os.path.join(workdir, "drill0"), "walrus_drill_report_dir": "",
+        "walrus_drill_checks": [{"name": "orders", "sql": "select count(*) = 10 from orders"}],
+        "walrus_drill_history_html": controller_page})
+    ids = [json.loads(walrus("drill-list", "--json", env=env, check=True).stdout)[0]["id"]]
+    with open(controller_page) as handle:
+        page = handle.read()
+    assert ids[0] in page and "<svg" in page and "canary" in page
+    assert not [n for n in os.listdir("/tmp") if n.endswith(".walrus-drill-history")]  # removed from the host
+    time.sleep(max(0.0, 1.1 - (time.time() % 1)))  # drill ids have one-second resolution
+    res = walrus("drill", "--pg-bindir", primary.bin_dir, "--scratch", os.path.join(workdir, "drill6"),
+                 "--no-amcheck", "--check", "orders=select false", "--json", env=env, timeout=300)
+    assert res.returncode == 6, res.stderr
+    ids.append(json.loads(res.stdout)["id"])
 
     page = os.path.join(workdir, "history.html")
     res = walrus("drill-list", "--html", page, env=env)
