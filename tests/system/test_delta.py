@@ -1,7 +1,8 @@
 """Delta backups against a real cluster, into real repositories (directory and SeaweedFS S3):
 a full backup, pgbench writes, a delta, DDL (create, drop, truncate, vacuum full, a grown
 table) and more writes, a second delta; the restore of the last delta equals the source at
-that point; a small change makes a small delta; a chain longer than the limit becomes full."""
+that point, LATEST to a time between the deltas restores the first; a small change makes a
+small delta; with the backup module, a chain longer than the limit becomes full."""
 import json
 import os
 
@@ -10,6 +11,7 @@ import time
 from conftest import walrus
 from tools.pgcluster import chown_postgres
 from test_backup_fetch import archive_now, start_restored
+from test_modules import collections_path, group_defaults, playbook  # noqa: F401 (fixtures)
 
 TABLES_SQL = ("select string_agg(relname, ',' order by relname) from pg_class "
               "where relkind = 'r' and relnamespace = 'public'::regnamespace")
@@ -104,9 +106,22 @@ def test_delta_chain_restores_exactly_and_is_small(cluster_factory, repo, workdi
     finally:
         clone.stop(mode="immediate")
 
-    # A chain longer than the limit: the next backup is full, and says why.
-    d3, note = push(primary, env, "d3", "--delta-max-chain", "2")
-    assert d3["kind"] == "full" and d3["chain"] == [] and "--delta-max-chain 2" in note
     listing = json.loads(walrus("backup-list", "--json", env=env, check=True).stdout)
-    assert [(b["name"], b.get("kind"), b.get("base")) for b in listing] == [
-        ("full", "full", None), ("d1", "delta", "full"), ("d2", "delta", "d1"), ("d3", "full", None)]
+    assert [(b["name"], b.get("kind"), b.get("base"), b.get("chain")) for b in listing] == [
+        ("full", "full", None, []), ("d1", "delta", "full", ["full"]), ("d2", "delta", "d1", ["full", "d1"])]
+
+
+def test_backup_module_takes_a_delta(fs_repo, cluster_factory, playbook):
+    cluster = cluster_factory(fs_repo)
+    cluster.pgbench("-i", "-s", "1", "-q")
+    task = {"walrus.postgres.backup": {"datadir": cluster.datadir, "pg_host": cluster.host, "pg_port": cluster.port,
+                                       "pg_user": "postgres", "delta": True, "delta_max_chain": 1}}
+    (first,) = playbook.run([task], {}, group_defaults(fs_repo))
+    assert first["changed"] and first["backup"]["kind"] == "full" and "no complete backup" in first["backup"]["note"]
+    cluster.psql("update pgbench_accounts set abalance = 1 where aid <= 1000")
+    (second,) = playbook.run([task], {}, group_defaults(fs_repo))
+    backup = second["backup"]
+    assert (backup["kind"], backup["base"], backup["chain"]) == ("delta", first["backup"]["name"], [first["backup"]["name"]])
+    assert backup["stored_size"] < first["backup"]["stored_size"] / 4
+    (third,) = playbook.run([task], {}, group_defaults(fs_repo))  # a second delta would exceed delta_max_chain 1
+    assert third["backup"]["kind"] == "full" and "--delta-max-chain 1" in third["backup"]["note"]
