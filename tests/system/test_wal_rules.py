@@ -203,14 +203,18 @@ def test_fetch_failures_other_than_missing_say_what_is_wrong(queued, repo, workd
     assert not os.path.exists(dest)
 
     # A prefix or directory that is not a walrus repository must not look like an empty archive.
+    # Storage errors are retried for fetch_retry_seconds (a missing file never is), then reported.
     wrong = repo.url + "-typo"
-    res = walrus("wal-fetch", name, dest, env=repo.full_env(WALRUS_REPO=wrong))
+    started = time.monotonic()
+    res = walrus("wal-fetch", name, dest, env=repo.full_env(WALRUS_REPO=wrong, WALRUS_FETCH_RETRY_SECONDS="3"))
     assert res.returncode == 3 and ("not a walrus repository" in res.stderr or "does not exist" in res.stderr)
+    assert time.monotonic() - started > 2.5
 
     s3 = make_s3_repo(seaweed)
-    res = walrus("wal-fetch", name, dest, env=s3.full_env(WALRUS_REPO="s3://no-such-bucket-walrus/x"))
+    no_retry = {"WALRUS_FETCH_RETRY_SECONDS": "0"}
+    res = walrus("wal-fetch", name, dest, env=s3.full_env(WALRUS_REPO="s3://no-such-bucket-walrus/x", **no_retry))
     assert res.returncode == 3 and "bucket 'no-such-bucket-walrus' does not exist" in res.stderr
-    res = walrus("wal-fetch", name, dest, env=s3.full_env(AWS_SECRET_ACCESS_KEY="wrong"))
+    res = walrus("wal-fetch", name, dest, env=s3.full_env(AWS_SECRET_ACCESS_KEY="wrong", **no_retry))
     assert res.returncode == 3 and "denied" in res.stderr
     assert "wrong" not in res.stderr  # secrets never printed
     res = walrus("wal-push", os.path.join("pg_wal", queued.names[1]), cwd=queued.datadir,

@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import config
-from .errors import EXIT_DRILL_FAILED, EXIT_USAGE, NotFound, UsageError, WalrusError
+from .errors import EXIT_DRILL_FAILED, EXIT_STOP_RECOVERY, EXIT_USAGE, NotFound, UsageError, WalrusError
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -20,6 +20,8 @@ EXIT_CODES_HELP = """exit codes:
   5  conflict (different content already stored under that name; another cluster's repository)
   6  drill: a restore drill check failed (the report says which)
   7  status: needs attention (archiver failing, archive lag, no or old backup, WAL missing, drill failed)
+  126 wal-fetch during archive recovery (recovery.signal): the file exists but cannot be
+     read or is corrupt; PostgreSQL stops instead of ending recovery early without it
 
 settings: flags, then WALRUS_* environment variables, then the config file
 (--config, WALRUS_CONFIG, or /etc/walrus/walrus.conf). S3 connection settings are boto3's:
@@ -396,6 +398,13 @@ def cmd_wal_fetch(args):
         wal.fetch(_settings(args), args.name, args.dest)
     except NotFound:
         return 1  # quiet: PostgreSQL asks for files that do not exist as a matter of course
+    except WalrusError as exc:
+        if wal.recovery_kind(args.dest) != "archive":
+            raise  # a standby asks again later; a manual call gets the usual code
+        # PostgreSQL takes any code below 126 for "no such file", ends recovery and promotes:
+        # without this WAL file, and everything after it. 126 makes it stop instead.
+        return _fail("%s -- stopping recovery here rather than ending it early without %s: fix the repository "
+                     "and start the server again, recovery resumes" % (exc, args.name), EXIT_STOP_RECOVERY)
     return 0
 
 

@@ -26,6 +26,7 @@ SETTINGS = {
     "upload_concurrency": (int, 4, "Parallel uploads/downloads of one walrus process."),
     "lookahead": (int, 16, "wal-push: how many .ready WAL files the background pusher stores at once, ahead of PostgreSQL's calls (0 turns look-ahead off)."),
     "prefetch": (int, 8, "wal-fetch: how many following segments to fetch ahead in the background (0 turns prefetch off)."),
+    "fetch_retry_seconds": (int, 60, "wal-fetch: how long to keep retrying when the repository cannot be read (a missing file is never retried)."),
     "state_dir": (str, None, "wal-push look-ahead records (default: <pg_wal>/walrus/push/<repository tag>)."),
     "prefetch_dir": (str, None, "wal-fetch prefetched segments (default: <pg_wal>/walrus/prefetch/<repository tag>)."),
     "s3_addressing_style": (str, None, "S3 addressing: path, virtual or auto (default: path with a custom endpoint, else auto)."),

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Errors of the engine, each with the exit code the `walrus` command returns for it.
 
-Exit codes stay below 126: PostgreSQL treats higher archive/restore_command codes as fatal.
+Exit codes stay below 126, where PostgreSQL treats archive/restore_command codes as fatal, except
+EXIT_STOP_RECOVERY, which wal-fetch returns on purpose to stop an archive recovery.
 """
 
 EXIT_OK = 0
@@ -11,6 +12,7 @@ EXIT_STORAGE = 3        # repository unreachable, credentials rejected, bucket m
 EXIT_INTEGRITY = 4      # a stored object is corrupt, truncated or not a walrus object
 EXIT_CONFLICT = 5       # different content under the same name, or another cluster's repository
 EXIT_DRILL_FAILED = 6   # a restore drill ran and one of its checks failed
+EXIT_STOP_RECOVERY = 126  # wal-fetch: archived file unreadable during archive recovery; PostgreSQL stops
 EXIT_ATTENTION = 7      # walrus status: something needs a human (archiver failing, backup too old, ...)
 
 

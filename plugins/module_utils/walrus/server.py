@@ -118,7 +118,7 @@ def start(datadir, bin_dir, port=None, socket_dir=None, logfile=None, settings=N
         if not instance.running() and _shut_down_at_target(instance):
             return instance  # recovery_target_action = shutdown: the server stopped where it was told to
         raise ServerError("PostgreSQL did not start on %s (pg_ctl exit %d): %s\nlast lines of %s:\n%s" % (
-            datadir, proc.returncode, proc.stdout.strip().splitlines()[-1:] or "", logfile, instance.log_tail()))
+            datadir, proc.returncode, (proc.stdout.strip().splitlines() or [""])[-1], logfile, instance.log_tail()))
     return instance
 
 

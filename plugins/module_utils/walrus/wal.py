@@ -182,8 +182,36 @@ def fetch_bytes(storage, walname):
     return codec.decode(storage.get(key), storage.describe(key))
 
 
+def recovery_kind(dest):
+    """"archive" or "standby" when `dest` is pg_wal/<file> of a data directory that PostgreSQL
+    is recovering with recovery.signal / standby.signal; None otherwise (e.g. a manual call)."""
+    pgdata = os.path.dirname(os.path.dirname(os.path.abspath(dest)))
+    if os.path.exists(os.path.join(pgdata, "standby.signal")):
+        return "standby"
+    if os.path.exists(os.path.join(pgdata, "recovery.signal")):
+        return "archive"
+    return None
+
+
 def fetch(settings, name, dest, storage=None, use_prefetch=True):
-    """restore_command: write WAL file `name` to `dest` (atomically). NotFound if absent."""
+    """restore_command: write WAL file `name` to `dest` (atomically). NotFound if absent.
+    A repository that cannot be read is retried for settings.fetch_retry_seconds: giving up
+    too soon would look like the end of the archive to PostgreSQL."""
+    deadline = time.monotonic() + max(0, settings.fetch_retry_seconds or 0)
+    delay = 0.5
+    while True:
+        try:
+            return _fetch_once(settings, name, dest, storage, use_prefetch)
+        except StorageError:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, 8.0)
+            storage = None  # a fresh client on the next attempt
+
+
+def _fetch_once(settings, name, dest, storage, use_prefetch):
     started = time.monotonic()
     walname = walnames.parse(name)
     pg_wal = os.path.dirname(os.path.abspath(dest))
