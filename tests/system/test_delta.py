@@ -11,7 +11,7 @@ import time
 from conftest import walrus
 from tools.pgcluster import chown_postgres
 from test_backup_fetch import archive_now, start_restored
-from test_modules import collections_path, group_defaults, playbook  # noqa: F401 (fixtures)
+from test_modules import collections_path, group_defaults, playbook  # noqa: F401  # pylint: disable=unused-import
 
 TABLES_SQL = ("select string_agg(relname, ',' order by relname) from pg_class "
               "where relkind = 'r' and relnamespace = 'public'::regnamespace")
