@@ -10,6 +10,8 @@ want=${1:-runtime}
 
 # cron: the crontab binary that ansible.builtin.cron (backup_schedule role) needs.
 apt_pkgs=(python3-venv python3-dev postgresql-15 postgresql-contrib cron)
+# Tests render the drill history page in a headless browser.
+[ "$want" = dev ] && apt_pkgs+=(chromium)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -6,6 +6,8 @@ parser of the Prometheus text format."""
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 
 from conftest import WALRUS, walrus
@@ -181,6 +183,7 @@ def test_drill_list_and_status_after_a_passing_and_a_failing_drill(cluster_facto
         html = handle.read()
     assert html.startswith("<!DOCTYPE html>") and "<svg" in html and all(i in html for i in ids)
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    rendered_in_chromium(page, ids, os.path.join(workdir, "history.png"))
     listed = json.loads(walrus("drill-list", "--json", env=env, check=True).stdout)
     assert [r["id"] for r in listed] == ids and [r["passed"] for r in listed] == [True, False]
 
@@ -194,3 +197,19 @@ def test_drill_list_and_status_after_a_passing_and_a_failing_drill(cluster_facto
     assert value(metrics, "walrus_repository_bytes", kind="drills") > 0
     code, facts = status(primary, env, "--max-drill-age", "0s")
     assert code == 7 and any("is" in a and "old (more than 0 s)" in a for a in facts["attention"]), facts["attention"]
+
+
+def rendered_in_chromium(page, ids, png):
+    """Debian's chromium, headless: the page parses with its chart and both drills, and renders."""
+    browser = shutil.which("chromium")
+    assert browser, "chromium is installed by tools/install.sh dev"
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,900"]
+    dom = subprocess.run(flags + ["--dump-dom", "file://" + page], capture_output=True, text=True, timeout=120,
+                         check=False)
+    assert dom.returncode == 0 and "<svg" in dom.stdout and all(i in dom.stdout for i in ids), dom.stderr[-2000:]
+    shot = subprocess.run(flags + ["--screenshot=" + png, "file://" + page], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert shot.returncode == 0, shot.stderr[-2000:]
+    with open(png, "rb") as handle:
+        image = handle.read()
+    assert image.startswith(b"\x89PNG") and len(image) > 10000  # a blank 1200x900 page compresses to far less
