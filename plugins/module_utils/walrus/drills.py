@@ -167,11 +167,17 @@ def _chart(reports, width=760, height=280):
     if points:
         labels = [0, len(points) - 1] if len(points) > 1 else [0]
         if len(points) > 2:
-            labels.insert(1, len(points) // 2)
+            labels.append(len(points) // 2)  # after the ends, which always get theirs
+        placed = []
         for i in labels:
             t, report = points[i]
-            out.append('<text x="%.1f" y="%d" text-anchor="middle">%s</text>' % (
-                x_of(i, t), top + plot_h + 18, esc(str(report.get("started_at", ""))[:16].replace("T", " "))))
+            x = x_of(i, t)
+            if any(abs(x - other) < 110 for other in placed):
+                continue  # drills close in time: one label, not a smudge of overlapping ones
+            placed.append(x)
+            anchor = "start" if i == 0 and len(points) > 1 else ("end" if i == len(points) - 1 and i else "middle")
+            out.append('<text x="%.1f" y="%d" text-anchor="%s">%s</text>' % (
+                x, top + plot_h + 18, anchor, esc(str(report.get("started_at", ""))[:16].replace("T", " "))))
     out.append('<text x="%d" y="%d" text-anchor="middle">drill start (UTC)</text>' % (left + plot_w // 2, height - 8))
     for key, color, label in (("rto_seconds", _RTO_COLOR, "RTO"), ("rpo_seconds", _RPO_COLOR, "RPO")):
         series = [(x_of(i, t), y_of(r[key]), r) for i, (t, r) in enumerate(points) if r.get(key) is not None]
