@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from . import catalog, codec, delta, pg, walnames
+from .progress import ensure as _progress
 from .backups import NAME_RE, PREFIX, backup_key
 from .errors import ConfigError, UsageError, WalrusError, StorageError
 from .storage import open_storage
@@ -118,12 +119,14 @@ def is_complete(storage, name):
     return storage.exists(backup_key(check_name(name), "sentinel.json"))
 
 
-def _tar_stream(members, entries, part_number, pages):
+def _tar_stream(members, entries, part_number, pages, progress=None):
     """Yield a tar stream of the given files, recording each in `entries`. A file that
     vanished is left out; one that shrank while read is padded with zeros to the size its
     header declared, and one that grew is cut there (WAL replay repairs both). In a delta
     backup, a relation file the base has becomes a delta member, or no member at all when
-    no page changed (`pages`: delta.Pages, which also records every page's hash)."""
+    no page changed (`pages`: delta.Pages, which also records every page's hash). `progress`
+    counts the bytes read from the data directory."""
+    progress = _progress(progress)
     for rel, full, _planned in members:
         try:
             handle = open(full, "rb")
@@ -153,6 +156,7 @@ def _tar_stream(members, entries, part_number, pages):
                                  pages=changed.pages)
                 entry["sha256"] = changed.sha256
                 entries.append(entry)
+                progress.add(st.st_size)
                 continue
             if pages.base is not None:
                 entry["stored"] = "whole"
@@ -167,6 +171,7 @@ def _tar_stream(members, entries, part_number, pages):
                 if scanner is not None:
                     scanner.update(chunk)
                 remaining -= len(chunk)
+                progress.add(len(chunk))
                 yield chunk
             if st.st_size % tarfile.BLOCKSIZE:
                 yield b"\0" * (tarfile.BLOCKSIZE - st.st_size % tarfile.BLOCKSIZE)
@@ -185,11 +190,11 @@ def _encoded(raw_chunks, encoder):
     yield encoder.finish()
 
 
-def upload_part(storage, settings, name, number, members, pages=None):
+def upload_part(storage, settings, name, number, members, pages=None, progress=None):
     entries = []
     encoder = codec.Encoder(settings.compression, settings.compression_level)
     key = "part-%05d.tar" % number
-    stream = _tar_stream(members, entries, number, pages or delta.Pages())
+    stream = _tar_stream(members, entries, number, pages or delta.Pages(), progress)
     stored = storage.put_stream(backup_key(name, key), _encoded(stream, encoder))
     return {"number": number, "key": key, "raw_size": encoder.raw_size, "stored_size": stored,
             "sha256": encoder.sha256}, entries
@@ -216,9 +221,11 @@ def wait_for_wal(storage, walname, timeout):
 
 
 def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_timeout=600,
-         conninfo=None, storage=None, delta_backup=False, delta_max_chain=delta.DEFAULT_MAX_CHAIN):
+         conninfo=None, storage=None, delta_backup=False, delta_max_chain=delta.DEFAULT_MAX_CHAIN, progress=None):
     """Take a base backup of the cluster at `datadir`. Returns the sentinel dict (with `note`
-    saying why, when a delta was asked for and a full backup taken)."""
+    saying why, when a delta was asked for and a full backup taken). `progress` (progress.py)
+    counts the bytes read from the data directory, out of the walk's total."""
+    progress = _progress(progress)
     started = time.time()
     name = check_name(name or time.strftime("base_%Y%m%dT%H%M%SZ", time.gmtime(started)))
     datadir = os.path.abspath(datadir)
@@ -251,9 +258,10 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
                 pages = delta.Pages(base, base_hashes)
         dirs, files = walk(datadir, tablespaces)
         parts_plan = plan_parts(files, jobs, part_mb << 20)
+        progress.start(sum(item[2] for members in parts_plan for item in members), "backup-push %s" % name)
         parts, entries = [], []
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(upload_part, storage, settings, name, i + 1, members, pages)
+            futures = [pool.submit(upload_part, storage, settings, name, i + 1, members, pages, progress)
                        for i, members in enumerate(parts_plan)]
             try:
                 for future in futures:
@@ -262,6 +270,7 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
                     entries.extend(part_entries)
             finally:
                 pages.close()
+        progress.finish()
         stop_lsn, label, spcmap = server.stop_backup()
     finally:
         server.close()

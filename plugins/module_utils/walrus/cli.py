@@ -115,6 +115,7 @@ def build_parser():
     bpush.add_argument("--delta-max-chain", type=int, default=6, metavar="N",
                        help="most delta steps after a full backup; one more makes a full backup (default 6)")
     bpush.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_output_flags(bpush)
     _add_restore_parsers(sub, common)
     _add_retention_parsers(sub, common)
     _add_drill_parsers(sub, common)
@@ -125,6 +126,58 @@ def build_parser():
     check.add_argument("--pgdata", help="data directory whose system identifier must match the repository (PGDATA)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
+
+
+def _add_output_flags(parser):
+    """--progress, --quiet and --log-format: what goes to stderr (backup-push, backup-fetch)."""
+    parser.add_argument("--progress", action="store_true",
+                        help="show the progress line (bytes done / total, percent, MB/s, ETA; then the totals) on "
+                             "stderr even when stderr is not a terminal (default: only on a terminal)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="nothing on stderr but errors: no progress line, no notes, no JSON info lines")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: also write the summary as one JSON line on stderr, {\"level\": \"info\", "
+                             "\"event\": \"COMMAND.done\", ...the --json fields}; notes and errors become JSON "
+                             "lines too, {\"level\": \"warning\"|\"error\", \"event\": \"COMMAND.note\"|"
+                             "\"COMMAND.error\", \"message\": ...} (default text)")
+
+
+def _log_event(args, level, event, **fields):
+    """One JSON line on stderr (--log-format json); info lines are silenced by --quiet."""
+    import json
+    if level != "error" and args.quiet:
+        return
+    line = dict(fields, level=level, event=event)
+    sys.stderr.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+    sys.stderr.flush()
+
+
+def _note(args, command, message):
+    if args.log_format == "json":
+        _log_event(args, "warning", command + ".note", message=message)
+    elif not args.quiet:
+        sys.stderr.write("walrus: note: %s\n" % message)
+
+
+def _observed(args, command, work):
+    """Run work(args, progress) for `command` with its progress line (progress.py); with
+    --log-format json, its result as a `COMMAND.done` line and its failure as `COMMAND.error`."""
+    from .progress import Progress
+    progress = Progress(command, force=args.progress, quiet=args.quiet)
+    try:
+        code, result = work(args, progress)
+    except WalrusError as exc:
+        progress.abandon()
+        if args.log_format != "json":
+            raise
+        _log_event(args, "error", command + ".error", message=str(exc), exit_code=exc.exit_code)
+        return exc.exit_code
+    except BaseException:
+        progress.abandon()
+        raise
+    if args.log_format == "json" and result is not None:
+        _log_event(args, "info", command + ".done", **result)
+    return code
 
 
 def _add_connection_flags(parser, user_needs):
@@ -278,6 +331,7 @@ def _add_restore_parsers(sub, common):
                         help="empty a non-empty TARGETDIR first (and the tablespace directories it links to); "
                              "never a running server's")
     bfetch.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_output_flags(bfetch)
 
 
 def _add_retention_parsers(sub, common):
@@ -409,13 +463,18 @@ def cmd_wal_fetch(args):
 
 
 def cmd_backup_push(args):
+    return _observed(args, "backup-push", _backup_push)
+
+
+def _backup_push(args, progress):
     import json
     from . import backup
     result = backup.push(_settings(args), args.datadir, name=args.name, fast=not args.spread_checkpoint,
                          jobs=args.jobs, part_mb=args.part_size_mb, archive_timeout=args.archive_timeout,
-                         conninfo=_conninfo(args), delta_backup=args.delta, delta_max_chain=args.delta_max_chain)
+                         conninfo=_conninfo(args), delta_backup=args.delta, delta_max_chain=args.delta_max_chain,
+                         progress=progress)
     if result.get("note"):
-        sys.stderr.write("walrus: note: %s\n" % result["note"])
+        _note(args, "backup-push", result["note"])
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     else:
@@ -423,7 +482,7 @@ def cmd_backup_push(args):
             result.get("kind", "full"), result["name"], result["files"], result["raw_size"], result["stored_size"],
             result["parts"], result["start_wal"], result["stop_wal"], result["seconds"],
             ", on top of %s" % result["base"] if result.get("base") else ""))
-    return 0
+    return 0, result
 
 
 def cmd_backup_list(args):
@@ -445,33 +504,37 @@ def cmd_backup_list(args):
 
 
 def cmd_backup_fetch(args):
+    return _observed(args, "backup-fetch", _backup_fetch)
+
+
+def _backup_fetch(args, progress):
     import json
     from . import restore
     spaces = {}
     for item in args.tablespace_map:
         oid, sep, path = item.partition("=")
         if not sep or not oid.strip().isdigit() or not path:
-            return _fail("--tablespace-map %r: use OID=DIR" % item, EXIT_USAGE)
+            raise UsageError("--tablespace-map %r: use OID=DIR" % item)
         spaces[oid.strip()] = path
     recovery = _recovery(args)
     if args.jobs < 1:
-        return _fail("--jobs must be at least 1", EXIT_USAGE)
+        raise UsageError("--jobs must be at least 1")
     server_settings = _pairs(args.server_settings, "--set")
     if args.no_archiving:
         server_settings["archive_mode"] = "off"
     if args.start:
         from . import server
         if not args.pg_bindir:
-            return _fail("--start needs --pg-bindir (where pg_ctl is)", EXIT_USAGE)
+            raise UsageError("--start needs --pg-bindir (where pg_ctl is)")
         server.pg_bin(args.pg_bindir, "pg_ctl")
         if os.geteuid() == 0:
-            return _fail("--start: PostgreSQL cannot run as root; run backup-fetch as the PostgreSQL OS user", EXIT_USAGE)
+            raise UsageError("--start: PostgreSQL cannot run as root; run backup-fetch as the PostgreSQL OS user")
     try:
         result = restore.fetch_backup(_settings(args), args.name, args.target, tablespace_map=spaces, jobs=args.jobs,
                                       recovery=recovery, standby=args.standby, overwrite=args.overwrite,
-                                      server_settings=server_settings)
+                                      server_settings=server_settings, progress=progress)
     except NotFound as exc:
-        return _fail(str(exc), EXIT_USAGE)  # no such backup: the caller named the wrong one
+        raise UsageError(str(exc))  # no such backup: the caller named the wrong one
     if args.start:
         result["server"] = server.start_and_recover(result["target"], args.pg_bindir, timeout=args.wait_timeout)
     if args.json:
@@ -488,7 +551,7 @@ def cmd_backup_fetch(args):
         if os.geteuid() == 0:
             sys.stdout.write("note: the files belong to root; PostgreSQL refuses that: chown -R postgres: %s "
                              "(and the tablespace directories) before starting it\n" % result["target"])
-    return 0
+    return 0, result
 
 
 def cmd_check(args):

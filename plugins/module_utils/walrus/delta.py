@@ -524,6 +524,7 @@ class _ChainRestorer(restore._Restorer):
                                      "that file" % (where, name))
             try:
                 size = apply(source, fd, "file %s in part %s" % (name, where), entry["size"], digest)
+                self.progress.add(size)
             finally:
                 os.close(fd)
             expected = (entry["stored_size"], entry.get("stored_sha256"))
@@ -538,6 +539,7 @@ class _ChainRestorer(restore._Restorer):
                     digest.update(chunk)
                     size += len(chunk)
                     restore._write_all(fd, chunk)
+                    self.progress.add(len(chunk))
             finally:
                 os.close(fd)
             expected = (entry["size"], entry["sha256"])
@@ -581,14 +583,14 @@ def _index(manifest, where):
     return files, parts
 
 
-def restore_chain(storage, chain, plan, roots, jobs):
+def restore_chain(storage, chain, plan, roots, jobs, progress=None):
     """Apply [(sentinel, manifest)] (full first, the backup being restored last) into the
     target's roots, then check every file against the newest manifest. Returns (files, bytes)."""
     written = 0
     for sentinel, manifest in chain:
         where = storage.describe(backups.backup_key(sentinel["name"], backups.MANIFEST))
         files, parts = _index(manifest, where)
-        restorer = _ChainRestorer(storage, sentinel, plan, roots, threading.Event(), files, parts)
+        restorer = _ChainRestorer(storage, sentinel, plan, roots, threading.Event(), files, parts, progress)
         restore.run_parts(restorer, jobs)
         written += restorer.bytes
     _verify(plan, roots, jobs)

@@ -33,6 +33,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 
 from . import backups, catalog, codec
 from .errors import IntegrityError, NotFound, StorageError, UsageError, WalrusError
+from .progress import ensure as _progress
 from .storage import open_storage
 
 PG_CONTROL = "global/pg_control"
@@ -364,9 +365,10 @@ class _PartReader(object):
 
 class _Restorer(object):
     """Streams the parts of one backup into the target. `files`/`parts` are that backup's
-    manifest entries (default: the plan's); delta.py's chain restorer overrides _write()."""
+    manifest entries (default: the plan's); delta.py's chain restorer overrides _write().
+    `progress` (progress.py) counts the bytes written."""
 
-    def __init__(self, storage, sentinel, plan, roots, abort, files=None, parts=None):
+    def __init__(self, storage, sentinel, plan, roots, abort, files=None, parts=None, progress=None):
         self.storage = storage
         self.name = sentinel["name"]
         self.plan = plan
@@ -377,6 +379,7 @@ class _Restorer(object):
         self.lock = threading.Lock()
         self.done = set()
         self.bytes = 0
+        self.progress = _progress(progress)
 
     def part(self, number):
         part = self.parts[number]
@@ -456,6 +459,7 @@ class _Restorer(object):
                 digest.update(chunk)
                 size += len(chunk)
                 _write_all(fd, chunk)
+                self.progress.add(len(chunk))
             os.fchmod(fd, entry["mode"] & 0o777)
             mtime = entry.get("mtime")
             if isinstance(mtime, (int, float)):
@@ -610,14 +614,15 @@ def _choose(storage, name, settings_list):
 
 
 def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recovery=None, standby=False,
-                 overwrite=False, restore_command=None, storage=None, server_settings=None):
+                 overwrite=False, restore_command=None, storage=None, server_settings=None, progress=None):
     """Restore backup `name` (or LATEST) into `target_dir` and prepare recovery.
 
     tablespace_map: {oid: new directory}; recovery: {time|lsn|xid|name|immediate, timeline,
     action, inclusive}; restore_command defaults to this walrus's wal-fetch for the repository;
     server_settings: {name: value} written into the same block (e.g. port, archive_mode).
     Returns {name, target, files, bytes, seconds, recovery, signal}. NotFound when the backup
-    does not exist; any failure after writing started says that the target is incomplete."""
+    does not exist; any failure after writing started says that the target is incomplete.
+    `progress` (progress.py) counts the bytes written, out of the manifest's (the chain's)."""
     started = time.monotonic()
     target = os.path.abspath(target_dir)
     conf = recovery_settings(recovery, restore_command or default_restore_command(settings))
@@ -659,7 +664,7 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
         for oid, location in plan.locations.items():
             _prepare_dir(location)
             roots[oid] = os.open(location, _DIR_FLAGS & ~getattr(os, "O_NOFOLLOW", 0))
-        result = _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain)
+        result = _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain, progress)
     except (WalrusError, OSError) as exc:
         message = str(exc) if isinstance(exc, WalrusError) else "%s: %s" % (
             exc.filename or target, exc.strerror or exc)
@@ -704,8 +709,23 @@ def run_parts(restorer, jobs):
                              % (len(missing), ", ".join(missing[:5]), ", ..." if len(missing) > 5 else "", restorer.name))
 
 
-def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None):
+def _bytes_to_write(plan, chain):
+    """What the restorers will write: every stored file of the backup, or, for a delta, of
+    each backup of its chain (delta members count their stored size) the newest one keeps."""
+    manifests = [m for _s, m in chain or []] + [plan.manifest]
+    total = 0
+    for manifest in manifests:
+        for entry in manifest.get("files") or []:
+            if isinstance(entry, dict) and entry.get("part") is not None and entry.get("path") in plan.files:
+                size = entry.get("stored_size" if entry.get("stored") == "delta" else "size")
+                total += size if isinstance(size, int) else 0
+    return total
+
+
+def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None, progress=None):
     manifest = plan.manifest
+    progress = _progress(progress)
+    progress.start(_bytes_to_write(plan, chain), "backup-fetch %s" % sentinel["name"])
     # Directories first (parents first), owner-writable until the files are in.
     setup = _Dirs(roots)
     try:
@@ -720,11 +740,12 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None):
 
     if chain:  # a delta backup: its full base first, then every delta in order (delta.py)
         from . import delta
-        done, written = delta.restore_chain(storage, chain + [(sentinel, manifest)], plan, roots, jobs)
+        done, written = delta.restore_chain(storage, chain + [(sentinel, manifest)], plan, roots, jobs, progress)
     else:
-        restorer = _Restorer(storage, sentinel, plan, roots, threading.Event())
+        restorer = _Restorer(storage, sentinel, plan, roots, threading.Event(), progress=progress)
         run_parts(restorer, jobs)
         done, written = len(restorer.done), restorer.bytes
+    progress.finish()
 
     dirs = _Dirs(roots)
     try:
