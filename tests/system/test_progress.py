@@ -16,7 +16,7 @@ def push(cluster, env, *extra):
     return res
 
 
-def test_backup_push_progress_only_when_asked_and_json_log_lines(fs_repo, cluster_factory):
+def test_backup_push_progress_only_when_asked_and_json_log_lines(fs_repo, cluster_factory, workdir):
     cluster = cluster_factory(fs_repo)
     env = fs_repo.full_env()
 
@@ -31,6 +31,14 @@ def test_backup_push_progress_only_when_asked_and_json_log_lines(fs_repo, cluste
     assert match.group(1) == match.group(2)
     # the bytes read from the data directory: what the sentinel calls the raw size, less the tar framing
     assert 0.9 * sentinel["raw_size"] <= float(match.group(1)) * (1 << 20) <= sentinel["raw_size"]
+
+    res = walrus("backup-fetch", "with_progress", os.path.join(workdir, "restored"), "--progress", "--json",
+                 env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    fetched = json.loads(res.stdout)
+    final = res.stderr.splitlines()[-1]
+    assert re.match(r"backup-fetch with_progress: ([\d.]+) MiB / \1 MiB 100%  ", final), final
+    assert "%.1f MiB" % (fetched["bytes"] / float(1 << 20)) in final
 
     res = push(cluster, env, "--name", "piped")
     assert res.stderr == ""

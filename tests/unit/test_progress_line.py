@@ -4,6 +4,7 @@ import io
 import json
 import threading
 
+from test_restore_fetch import env, fetch, sample_files  # noqa: F401 pylint: disable=unused-import
 from walrus import cli
 from walrus.progress import NULL, Progress, ensure, human_bytes, human_seconds
 
@@ -187,3 +188,14 @@ def test_json_done_line_and_quiet(capsys, monkeypatch):
     assert code == 0 and err == ""
     code, out, err = run_cli(capsys, "backup-push", "/nowhere")
     assert err == "walrus: note: full backup instead of a delta: none\n"
+
+
+def test_backup_fetch_counts_every_byte_written_of_the_manifest_total(env):  # noqa: F811 pylint: disable=redefined-outer-name
+    files = sample_files()
+    env.writer.write("base_1", files=files)
+    stream = FakeTTY()
+    progress = Progress("backup-fetch", stream=stream, clock=Clock())
+    result = fetch(env, jobs=2, progress=progress)
+    assert progress.total == progress.done == result["bytes"] == sum(len(d) for d, _m in files.values())
+    assert stream.writes[-1].startswith("\rbackup-fetch base_1: ") and " 100% " in stream.writes[-1]
+    assert progress.finished
