@@ -53,13 +53,31 @@ ERROR_KINDS = {
 }
 
 
-def argument_spec(write=False, **module_args):
+# The options of modules that connect to PostgreSQL (libpq's PG* variables apply when unset).
+POSTGRESQL_ARGS = dict(
+    pg_host=dict(type="str"),
+    pg_port=dict(type="int"),
+    pg_user=dict(type="str"),
+    pg_password=dict(type="str", no_log=True),
+    pg_database=dict(type="str", default="postgres"),
+)
+
+
+def argument_spec(write=False, postgresql=False, **module_args):
     """The full argument spec of a module: its own options plus the shared ones."""
     spec = dict(REPOSITORY_ARGS)
     if write:
         spec.update(WRITE_ARGS)
+    if postgresql:
+        spec.update(POSTGRESQL_ARGS)
     spec.update(module_args)
     return spec
+
+
+def conninfo(params):
+    """The engine's PostgreSQL connection settings from the POSTGRESQL_ARGS options."""
+    return {"host": params["pg_host"], "port": params["pg_port"], "user": params["pg_user"],
+            "password": params["pg_password"], "dbname": params["pg_database"]}
 
 
 def load_settings(module, **fixed):

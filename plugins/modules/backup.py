@@ -174,7 +174,7 @@ walrus_exit_code:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.walrus.postgres.plugins.module_utils.repository import argument_spec, fail, load_settings
+from ansible_collections.walrus.postgres.plugins.module_utils.repository import argument_spec, conninfo, fail, load_settings
 from ansible_collections.walrus.postgres.plugins.module_utils.walrus import backup, errors
 from ansible_collections.walrus.postgres.plugins.module_utils.walrus.storage import open_storage
 
@@ -182,6 +182,7 @@ from ansible_collections.walrus.postgres.plugins.module_utils.walrus.storage imp
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
+            postgresql=True,
             write=True,
             datadir=dict(type="path", required=True),
             name=dict(type="str"),
@@ -191,11 +192,6 @@ def main():
             archive_timeout=dict(type="int", default=600),
             delta=dict(type="bool", default=False),
             delta_max_chain=dict(type="int", default=6),
-            pg_host=dict(type="str"),
-            pg_port=dict(type="int"),
-            pg_user=dict(type="str"),
-            pg_password=dict(type="str", no_log=True),
-            pg_database=dict(type="str", default="postgres"),
         ),
         supports_check_mode=True,
     )
@@ -215,8 +211,7 @@ def main():
             settings, params["datadir"], name=params["name"], fast=params["fast_checkpoint"], jobs=params["jobs"],
             part_mb=params["part_size_mb"], archive_timeout=params["archive_timeout"], storage=storage,
             delta_backup=params["delta"], delta_max_chain=params["delta_max_chain"],
-            conninfo={"host": params["pg_host"], "port": params["pg_port"], "user": params["pg_user"],
-                      "password": params["pg_password"], "dbname": params["pg_database"]})
+            conninfo=conninfo(params))
         result.update(status="taken", changed=True)
     except (errors.WalrusError, ImportError) as exc:
         fail(module, exc, "cannot back up %s" % params["datadir"], **result)

@@ -147,7 +147,7 @@ status:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.walrus.postgres.plugins.module_utils.repository import argument_spec, fail, load_settings
+from ansible_collections.walrus.postgres.plugins.module_utils.repository import argument_spec, conninfo, fail, load_settings
 from ansible_collections.walrus.postgres.plugins.module_utils.walrus import backups, catalog, errors, status
 from ansible_collections.walrus.postgres.plugins.module_utils.walrus.storage import open_storage
 
@@ -155,15 +155,11 @@ from ansible_collections.walrus.postgres.plugins.module_utils.walrus.storage imp
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(
+            postgresql=True,
             status=dict(type="bool", default=False),
             max_backup_age=dict(type="str", default=status.DEFAULT_MAX_BACKUP_AGE),
             max_archive_lag=dict(type="str", default=status.DEFAULT_MAX_ARCHIVE_LAG),
             max_drill_age=dict(type="str", default=status.DEFAULT_MAX_DRILL_AGE),
-            pg_host=dict(type="str"),
-            pg_port=dict(type="int"),
-            pg_user=dict(type="str"),
-            pg_password=dict(type="str", no_log=True),
-            pg_database=dict(type="str", default="postgres"),
         ),
         supports_check_mode=True,
     )
@@ -178,10 +174,8 @@ def main():
         result.update(backups=found, latest=found[-1] if found else None, problems=problems,
                       identity=catalog.read_identity(storage))
         if params["status"]:
-            conninfo = {"host": params["pg_host"], "port": params["pg_port"], "user": params["pg_user"],
-                        "password": params["pg_password"], "dbname": params["pg_database"]}
             result["status"] = status.collect(
-                settings, conninfo=conninfo, use_db=bool(params["pg_host"] or params["pg_port"]),
+                settings, conninfo=conninfo(params), use_db=bool(params["pg_host"] or params["pg_port"]),
                 max_backup_age=params["max_backup_age"], max_archive_lag=params["max_archive_lag"],
                 max_drill_age=params["max_drill_age"], storage=storage)
     except (errors.WalrusError, ImportError) as exc:
