@@ -5,7 +5,7 @@
 """Options every walrus module shares: where the repository is and how to reach it.
 
 The argument specs that match these options live in
-plugins/module_utils/args.py; change both together.
+plugins/module_utils/repository.py; change both together.
 """
 
 from __future__ import annotations

@@ -79,6 +79,8 @@ options:
     type: str
     default: postgres
 extends_documentation_fragment:
+  - walrus.postgres.attributes
+  - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - walrus.postgres.repository.write
   - ansible.builtin.action_common_attributes
@@ -89,19 +91,6 @@ attributes:
     support: full
     details:
       - Reports whether a backup would be taken (always, unless O(name) names a complete backup); takes none.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action:
-    support: none
-  async:
-    support: full
-  bypass_host_loop:
-    support: none
-  action_group:
-    membership:
-      - walrus.postgres.walrus
 seealso:
   - module: walrus.postgres.wal_push
   - name: Making a base backup using the low level API

@@ -57,6 +57,8 @@ options:
     type: str
     default: postgres
 extends_documentation_fragment:
+  - walrus.postgres.attributes
+  - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -66,19 +68,6 @@ attributes:
     support: full
     details:
       - The module only reads the repository; it runs the same in check mode.
-  diff_mode:
-    support: none
-  action:
-    support: none
-  async:
-    support: full
-  bypass_host_loop:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    membership:
-      - walrus.postgres.walrus
 seealso:
   - module: walrus.postgres.backup
   - module: walrus.postgres.restore

@@ -78,6 +78,8 @@ options:
       - Default the C(walrus) found on E(PATH) of the module's process.
     type: path
 extends_documentation_fragment:
+  - walrus.postgres.attributes
+  - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -87,19 +89,6 @@ attributes:
     support: full
     details:
       - Resolves the backup and reports what would be restored; writes nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action:
-    support: none
-  async:
-    support: full
-  bypass_host_loop:
-    support: none
-  action_group:
-    membership:
-      - walrus.postgres.walrus
 seealso:
   - module: walrus.postgres.backup
   - module: walrus.postgres.backup_info

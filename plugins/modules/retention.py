@@ -70,6 +70,8 @@ options:
     elements: str
     default: []
 extends_documentation_fragment:
+  - walrus.postgres.attributes
+  - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
@@ -79,19 +81,6 @@ attributes:
     support: full
     details:
       - Check mode is the dry run - it reports what would be marked and deleted and changes nothing.
-  diff_mode:
-    support: none
-  action:
-    support: none
-  async:
-    support: full
-  bypass_host_loop:
-    support: none
-  platform:
-    platforms: posix
-  action_group:
-    membership:
-      - walrus.postgres.walrus
 seealso:
   - module: walrus.postgres.backup
   - module: walrus.postgres.backup_info

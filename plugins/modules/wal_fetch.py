@@ -43,6 +43,7 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - walrus.postgres.attributes
   - walrus.postgres.repository
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes
@@ -54,17 +55,10 @@ attributes:
     details:
       - Asks the repository whether the file exists; when O(dest) exists, the archived file is read
         into a temporary file to compare it. O(dest) is not written.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
   safe_file_operations:
     support: full
   vault:
     support: none
-  action_group:
-    membership:
-      - walrus.postgres.walrus
 seealso:
   - module: walrus.postgres.wal_push
   - name: Recovering using a continuous archive backup, in the PostgreSQL manual

@@ -32,6 +32,8 @@ options:
     type: path
     required: true
 extends_documentation_fragment:
+  - walrus.postgres.attributes
+  - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - walrus.postgres.repository.write
   - ansible.builtin.action_common_attributes
@@ -42,19 +44,6 @@ attributes:
     support: full
     details:
       - Reads the repository to tell whether the file would be uploaded; it writes nothing.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action:
-    support: none
-  async:
-    support: full
-  bypass_host_loop:
-    support: none
-  action_group:
-    membership:
-      - walrus.postgres.walrus
 seealso:
   - module: walrus.postgres.wal_fetch
   - name: Continuous archiving in the PostgreSQL manual
