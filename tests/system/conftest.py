@@ -158,3 +158,16 @@ def start_with_env(cluster):
     as_postgres([cluster.bin("pg_ctl"), "-D", cluster.datadir, "-l", cluster.logfile,
                  "-o", "-p %d" % cluster.port, "-w", "-t", "120", "start"], env=cluster.env)
     return cluster
+
+
+# Test modules that use machine-wide state: the archiving role's default venv /opt/walrus/venv
+# (molecule scenarios, make demo), the postgres user's crontab (molecule backup_schedule and
+# archiving), /var/tmp/walrus-demo. Under pytest-xdist (tools/run-tests.sh) they share one
+# group, so they run one after another on one worker while the rest run beside them.
+MACHINE_WIDE_MODULES = ("test_molecule.py", "test_demo.py")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if os.path.basename(str(item.fspath)) in MACHINE_WIDE_MODULES:
+            item.add_marker(pytest.mark.xdist_group("machine-wide"))
