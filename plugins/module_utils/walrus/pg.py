@@ -8,7 +8,12 @@ import re
 
 from .errors import StorageError, UsageError
 
-MIN_VERSION_NUM = 130000  # PostgreSQL 13
+# The majors walrus supports, each tested end to end (tests/system/test_versions.py; the README's
+# support table). 13 and older are refused with a clear message: 13 is past its end of life, and
+# it lacks what walrus relies on (pg_amcheck for drills, pg_get_wal_replay_pause_state).
+MIN_MAJOR = 14
+TESTED_MAJORS = (14, 15, 16, 17, 18)
+MIN_VERSION_NUM = MIN_MAJOR * 10000
 
 
 class PgError(StorageError):
@@ -36,9 +41,16 @@ class Server(object):
     def __init__(self, conn):
         self.conn = conn
         self.version_num = int(self.value("show server_version_num"))
-        if self.version_num < MIN_VERSION_NUM:
-            raise UsageError("PostgreSQL %d.%d is not supported: walrus needs 13 or later"
-                             % (self.version_num // 10000, self.version_num % 10000))
+        try:
+            check_supported(self.major, "the server", self.version)
+        except UsageError:
+            self.close()
+            raise
+
+    @property
+    def version(self):
+        """'18.6', '14.23'"""
+        return "%d.%d" % (self.version_num // 10000, self.version_num % 10000)
 
     def value(self, sql, args=None):
         row = self.row(sql, args)
@@ -84,6 +96,17 @@ class Server(object):
             "select oid, spcname, pg_tablespace_location(oid) from pg_tablespace "
             "where spcname not in ('pg_default', 'pg_global') order by oid")]
 
+    def backup_features(self):
+        """What this server offers that matters to backups, for `walrus status`. PostgreSQL 17's
+        incremental backups (summarize_wal, pg_basebackup --incremental) are reported, not used:
+        walrus's deltas compare pages with the base's page hashes and need no WAL summaries."""
+        settings = dict(self.rows("select name, setting from pg_settings where name in ('data_checksums', 'summarize_wal')"))
+        if self.major < 17:
+            incremental = "not available (PostgreSQL 17 or later)"
+        else:
+            incremental = "available, summarize_wal %s (walrus does not use it)" % settings.get("summarize_wal", "off")
+        return {"data_checksums": settings.get("data_checksums") == "on", "incremental_backup": incremental}
+
     def start_backup(self, label, fast):
         """Start a non-exclusive backup; returns the start LSN as text."""
         if self.version_num >= 150000:
@@ -104,6 +127,13 @@ class Server(object):
             self.conn.close()
         except Exception:  # closing a broken connection may raise anything; nothing to do about it
             pass
+
+
+def check_supported(major, what, version=None):
+    """Refuse a PostgreSQL major older than MIN_MAJOR (None: not known, accepted)."""
+    if major is not None and major < MIN_MAJOR:
+        raise UsageError("%s is PostgreSQL %s, which walrus does not support: walrus needs PostgreSQL %d or later "
+                         "(tested with %s)" % (what, version or major, MIN_MAJOR, ", ".join(map(str, TESTED_MAJORS))))
 
 
 def parse_lsn(text):

@@ -202,6 +202,7 @@ def _database_facts(conninfo, pgdata, result):
         return
     try:
         database.update(connected=True, version_num=srv.version_num, system_identifier=str(srv.system_identifier()))
+        database.update(srv.backup_features())
         result["archiver"] = archiver_facts(srv, pgdata, (result["wal"] or {}).get("newest_segno"))
         database["in_recovery"] = result["archiver"]["in_recovery"]
     except WalrusError as exc:
@@ -284,6 +285,10 @@ def render(result):
     elif not database["connected"] or archiver is None:
         lines.append("database:     %s" % database.get("error", "-"))
     else:
+        if "data_checksums" in database:
+            lines.append("database:     PostgreSQL %d.%d; data checksums %s; incremental backup %s" % (
+                database["version_num"] // 10000, database["version_num"] % 10000,
+                "on" if database["data_checksums"] else "off", database["incremental_backup"]))
         lines.append("archiver:     %s; archive_mode %s; %d archived, last %s at %s (%s ago); %d failed%s" % (
             "FAILING" if archiver["failing"] else "ok", archiver["archive_mode"], archiver["archived_count"],
             archiver["last_archived_wal"] or "-", archiver["last_archived_time"] or "-",

@@ -11,7 +11,7 @@ import os
 import struct
 import time
 
-from . import codec, catalog, lookahead, prefetch, walnames, worker
+from . import codec, catalog, lookahead, pg, prefetch, walnames, worker
 from .errors import ConfigError, ConflictError, NotFound, ObjectExists, StorageError
 from .storage import open_storage
 
@@ -71,6 +71,7 @@ class Pusher(object):
                 catalog.verify_identity(identity, self.storage, sysid, None, path)
             self.identity = identity
             return
+        pg.check_supported(pg_major, "the cluster that wrote %s" % path)
         self.identity = catalog.ensure_identity(self.storage, sysid, seg_size, pg_major, path)
 
     def push(self, path, walname, data=None, st=None):
