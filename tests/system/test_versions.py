@@ -43,8 +43,10 @@ def walrus_json(env, *args):
 def test_every_feature_on_this_postgresql(major, segment_mb, cluster_factory, fs_repo, workdir):
     bin_dir = bin_dir_or_skip(major)
     segment_size = segment_mb << 20
+    # From 17 on, the cluster summarizes WAL (for incremental backups): restores must keep pg_wal/summaries.
     primary = cluster_factory(fs_repo, name="pg%d" % major, bin_dir=bin_dir,
-                              initdb_args=["--wal-segsize=%d" % segment_mb] if segment_mb != 16 else [])
+                              initdb_args=["--wal-segsize=%d" % segment_mb] if segment_mb != 16 else [],
+                              **({"summarize_wal": "on"} if major >= 17 else {}))
     env = fs_repo.full_env()
     assert int(primary.psql("show server_version_num")) // 10000 == major
     assert int(primary.psql("select setting from pg_settings where name = 'wal_segment_size'")) == segment_size
@@ -85,7 +87,8 @@ def test_every_feature_on_this_postgresql(major, segment_mb, cluster_factory, fs
     # incremental backups exist from 17 on (walrus does not use them).
     database = walrus_json(env, "status", "--pghost", primary.host, "--pgport", str(primary.port))["database"]
     assert database["data_checksums"] is (major >= 18), database
-    assert database["incremental_backup"].startswith("available" if major >= 17 else "not available"), database
+    assert database["incremental_backup"] == ("available, summarize_wal on (walrus does not use it)" if major >= 17
+                                              else "not available (PostgreSQL 17 or later)"), database
 
     # The archive is complete from the full backup to the newest segment, named for this segment size.
     verified = walrus_json(env, "wal-verify")
@@ -95,6 +98,7 @@ def test_every_feature_on_this_postgresql(major, segment_mb, cluster_factory, fs
     # PITR: the full backup to the restore point.
     target = os.path.join(workdir, "restored-point")
     walrus_json(env, "backup-fetch", "full", target, "--target-name", "smoke_point", "--target-action", "promote")
+    assert os.path.isdir(os.path.join(target, "pg_wal", "summaries")) is (major >= 17)
     clone = start_restored(primary, target, env)
     try:
         assert snapshot(clone) == at_point

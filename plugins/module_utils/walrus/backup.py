@@ -28,6 +28,9 @@ MIN_PART_BYTES = 16 << 20
 # Directories whose contents a base backup leaves out (the directory itself is kept).
 EMPTY_DIRS = ("pg_wal", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots",
               "pg_stat_tmp", "pg_subtrans")
+# Subdirectories of pg_wal kept (empty) when the cluster has them: archive_status, and the WAL
+# summaries of PostgreSQL 17+ (summarize_wal), as pg_basebackup keeps them.
+WAL_SUBDIRS = ("archive_status", "summaries")
 # Files of the data directory's top level that a base backup leaves out.
 SKIP_TOP_FILES = frozenset(("postmaster.pid", "postmaster.opts", "backup_label", "tablespace_map",
                             "backup_label.old", "tablespace_map.old", "current_logfiles",
@@ -67,9 +70,9 @@ def walk(datadir, tablespaces):
                     dirnames[:] = []
                     continue
             if rel_dir in EMPTY_DIRS:
-                dirnames[:] = ["archive_status"] if rel_dir == "pg_wal" else []
+                dirnames[:] = [d for d in dirnames if d in WAL_SUBDIRS] if rel_dir == "pg_wal" else []
                 continue
-            if rel_dir == "pg_wal/archive_status":
+            if rel_dir.startswith("pg_wal/"):
                 dirnames[:] = []
                 continue
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("pgsql_tmp")
