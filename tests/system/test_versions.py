@@ -1,24 +1,31 @@
-"""The version matrix: on each supported PostgreSQL major (WALRUS_TEST_PG_VERSIONS, default
-14,15,16,17,18; binaries from tools/pgversions.py) one real cluster goes through every feature in
-sequence: archiving through `walrus wal-push`, wal-fetch of an archived segment, a full backup,
+"""The version matrix: on each supported PostgreSQL major (WALRUS_TEST_PG_VERSIONS; by default
+14, 16, 17 and 18, the rest of the suite running on 15; binaries from tools/pgversions.py) one real
+cluster goes through every feature in sequence: archiving through `walrus wal-push`, wal-fetch of an archived segment, a full backup,
 PITR to a restore point, a delta backup, wal-verify, and a drill of the delta to a time (with the
 canary and pg_amcheck). One more case runs it all on a cluster initialised with 64 MiB WAL
 segments, so that segment naming, look-ahead, prefetch, the backup's stop-segment wait,
-wal-verify and retention are shown to use the repository's segment size, not 16 MiB.
+wal-verify and retention are shown to use the repository's segment size, not 16 MiB. The
+archiving, restore_drill and restore roles run on the newest major; PostgreSQL 13 is refused.
 
 The README's support table is filled from this test."""
 import json
 import os
+import re
 
 import pytest
 from conftest import walrus
 from test_backup_fetch import backup_push, start_restored
 from test_drill import drill
+# Fixtures of the role tests: importing them makes them available here.
+from test_role_archiving import collections_path, role_playbook, role_vars, wheelhouse  # noqa: F401  # pylint: disable=unused-import
 from tools import pgversions
-from tools.pgcluster import Cluster
+from tools.pgcluster import Cluster, free_port
 from walhelpers import SNAPSHOT_SQL, snapshot
 
-CASES = [pytest.param(major, 16, id="pg%d" % major) for major in pgversions.selected_majors()]
+# The whole suite runs on Debian's 15 (tools/pgcluster.py), so by default the matrix adds the
+# other majors and 15 with 64 MiB segments; WALRUS_TEST_PG_VERSIONS names exactly the majors to run.
+MAJORS = [m for m in pgversions.selected_majors() if m != 15 or os.environ.get("WALRUS_TEST_PG_VERSIONS")]
+CASES = [pytest.param(major, 16, id="pg%d" % major) for major in MAJORS]
 if 15 in pgversions.selected_majors():
     CASES.append(pytest.param(15, 64, id="pg15-wal64mb"))
 
@@ -143,3 +150,33 @@ def test_postgresql_13_is_refused_with_a_clear_message(fs_repo, workdir):
         assert fs_repo.keys() == []
     finally:
         cluster.stop(mode="immediate")
+
+
+def test_roles_on_the_newest_postgresql(cluster_factory, fs_repo, role_playbook, workdir, wheelhouse):
+    """The archiving, restore_drill and restore roles on the newest selected major, given its bin
+    and data directories. The cluster has archive_library set (PostgreSQL 15+; 16+ refuse to
+    archive with archive_command set too): the archiving role clears it."""
+    major = max(pgversions.selected_majors())
+    bin_dir = bin_dir_or_skip(major)
+    if major < 16:
+        pytest.skip("needs PostgreSQL 16 or later among WALRUS_TEST_PG_VERSIONS")
+    cluster = cluster_factory(None, name="pg%d" % major, archive=False, bin_dir=bin_dir,
+                              archive_library="'basic_archive'")
+    variables = role_vars(fs_repo, cluster, workdir, wheelhouse)
+    recap = role_playbook.run_role("walrus.postgres.archiving", variables)
+    assert recap["failed"] == 0 and re.search(r"WAL segment [0-9A-F]{24} archived into", role_playbook.last.stdout)
+    assert cluster.psql("show archive_library") == ""
+    assert cluster.psql("show archive_command").startswith(variables["walrus_install_dir"])
+
+    cluster.pgbench("-i", "-s", "1", "-q")
+    backup_push(cluster, fs_repo.full_env(WALRUS_CONFIG=variables["walrus_config_file"]))
+    variables.update(walrus_drill_primary_pghost=cluster.host, walrus_drill_primary_pgport=cluster.port,
+                     walrus_drill_report_dir=os.path.join(workdir, "reports"), walrus_drill_install=False,
+                     walrus_restore_install=False, walrus_restore_datadir=os.path.join(workdir, "restored"),
+                     walrus_restore_port=free_port(), walrus_restore_settings={"unix_socket_directories": cluster.host})
+    recap = role_playbook.run_role([{"role": "walrus.postgres.restore_drill"}, {"role": "walrus.postgres.restore"}],
+                                   variables, verbosity=1)
+    output = role_playbook.last.stdout
+    assert recap["failed"] == 0 and "passed: backup" in output and "restored backup" in output, output
+    with open(os.path.join(workdir, "restored", "PG_VERSION")) as handle:
+        assert handle.read().strip() == str(major)
