@@ -96,6 +96,9 @@ def test_every_feature_on_this_postgresql(major, segment_mb, cluster_factory, fs
     assert database["data_checksums"] is (major >= 18), database
     assert database["incremental_backup"] == ("available, summarize_wal on (walrus does not use it)" if major >= 17
                                               else "not available (PostgreSQL 17 or later)"), database
+    text = walrus("status", "--pghost", primary.host, "--pgport", str(primary.port), env=env).stdout
+    assert "database:     PostgreSQL %d.%d; data checksums %s; incremental backup %s" % (
+        major, database["version_num"] % 10000, "on" if major >= 18 else "off", database["incremental_backup"]) in text, text
 
     # The archive is complete from the full backup to the newest segment, named for this segment size.
     verified = walrus_json(env, "wal-verify")
