@@ -25,6 +25,7 @@ from .storage import open_storage
 
 READ_CHUNK = 1 << 20
 MIN_PART_BYTES = 16 << 20
+PARTS_PER_JOB = 4  # small-file parts per worker: enough to even out the workers' ends
 # Directories whose contents a base backup leaves out (the directory itself is kept).
 EMPTY_DIRS = ("pg_wal", "pg_replslot", "pg_dynshmem", "pg_notify", "pg_serial", "pg_snapshots",
               "pg_stat_tmp", "pg_subtrans")
@@ -96,7 +97,11 @@ def walk(datadir, tablespaces):
 
 
 def plan_parts(files, jobs, part_bytes):
-    """Group files (in path order) into parts of about `target` raw bytes."""
+    """Group files into parts, largest part first: parts are the unit of parallel work (on
+    backup and on restore), and the longest task must start first. A file is never split
+    (docs/backup-format.md: a file is in one part), so a file of part_bytes or more is a part
+    of its own; smaller files go, in path order, into parts of at most about total / (4 * jobs)
+    bytes (at least MIN_PART_BYTES, at most part_bytes), so that the workers finish together."""
     sized = []
     for rel, full in files:
         try:
@@ -104,9 +109,12 @@ def plan_parts(files, jobs, part_bytes):
         except FileNotFoundError:
             continue  # gone since the walk: WAL replay recreates it if it matters
     total = sum(size for _r, _f, size in sized)
-    target = max(MIN_PART_BYTES, min(part_bytes, total // max(1, jobs) + 1))
+    target = max(MIN_PART_BYTES, min(part_bytes, total // (PARTS_PER_JOB * max(1, jobs)) + 1))
     parts, current, current_bytes = [], [], 0
     for item in sized:
+        if item[2] >= target:
+            parts.append([item])
+            continue
         if current and current_bytes + item[2] > target:
             parts.append(current)
             current, current_bytes = [], 0
@@ -114,6 +122,7 @@ def plan_parts(files, jobs, part_bytes):
         current_bytes += item[2]
     if current:
         parts.append(current)
+    parts.sort(key=lambda members: -sum(item[2] for item in members))  # stable: path order among equals
     return parts
 
 
@@ -214,13 +223,16 @@ def _control_sysid(datadir):
 
 def wait_for_wal(storage, walname, timeout):
     """The backup is usable only once the segment holding its stop point is archived."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline, pause = started + timeout, 0.05
     while not storage.exists(walname.object_key()):
         if time.monotonic() > deadline:
             raise StorageError(
                 "WAL segment %s (the backup's stop point) did not reach %s within %d s: is archive_command "
                 "'walrus wal-push %%p' archiving into this repository?" % (walname.name, storage.describe(), timeout))
-        time.sleep(0.2)
+        time.sleep(pause)
+        if time.monotonic() - started > 2:  # usually archived within a second: poll often until then
+            pause = min(pause * 1.5, 1.0)
 
 
 def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_timeout=600,

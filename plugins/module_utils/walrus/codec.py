@@ -183,13 +183,16 @@ def _decompressor(compression):
 
 class Decoder(object):
     """Streaming decoder: update(chunk) returns raw bytes; finish() verifies length and SHA-256.
-    Raises IntegrityError naming the object on any mismatch."""
+    Raises IntegrityError naming the object on any mismatch. digest=False leaves out the
+    SHA-256 (finish() still checks the trailer, the codec's end and the length; sha256 is
+    then None): only for a caller that proves every raw byte itself (restore.py's parts)."""
 
-    def __init__(self, name):
+    def __init__(self, name, digest=True):
         self.name = name
         self._buf = b""
         self._d = None
-        self._sha = hashlib.sha256()
+        self._sha = hashlib.sha256() if digest else None
+        self.sha256 = None
         self.raw_size = 0
         self.compression = None
 
@@ -198,7 +201,8 @@ class Decoder(object):
             raw = self._d.update(body)
         except Exception as exc:  # the codec libraries raise assorted types on bad input
             raise IntegrityError("object %s is corrupt: cannot decompress (%s)" % (self.name, exc))
-        self._sha.update(raw)
+        if self._sha is not None:
+            self._sha.update(raw)
         self.raw_size += len(raw)
         return raw
 
@@ -231,6 +235,8 @@ class Decoder(object):
         if size != self.raw_size:
             raise IntegrityError("object %s is corrupt: %d bytes decoded, trailer says %d"
                                  % (self.name, self.raw_size, size))
+        if self._sha is None:
+            return b""
         if digest != self._sha.digest():
             raise IntegrityError("object %s is corrupt: SHA-256 mismatch" % self.name)
         self.sha256 = digest.hex()

@@ -6,13 +6,17 @@ Safety, in the order things happen:
 - everything that can be checked before writing is checked first (backup name, manifest
   against its sentinel, every path in the manifest, recovery settings, tablespace map,
   empty target), so a refused restore changes nothing;
-- the tar parts are streamed (storage -> codec.Decoder -> tarfile 'r|'), several at once;
+- the tar parts are streamed (storage -> codec.Decoder -> tarstream.py), several at once, largest first;
   a member must be a regular file or a directory with a relative name, listed in the
   manifest in that part; files are created with O_EXCL|O_NOFOLLOW through directory file
   descriptors opened with O_NOFOLLOW, so nothing is ever written outside the target (or a
   tablespace directory) whatever the repository holds;
 - each file's size and SHA-256 are compared with the manifest while it is written, each
-  part's with the manifest once it ends, and every manifest file must have arrived once;
+  part's raw size with the manifest once it ends, and every manifest file must have arrived
+  once; every other byte of a part is tar structure that tarstream.py checks (header
+  checksums, zero padding), so the part needs no second SHA-256 over its whole stream;
+- each file's writeback starts as it is written (writeback.py); one syncfs per file system
+  at the end makes them durable;
 - global/pg_control is written under a temporary name and renamed into place only after
   all that succeeded, and recovery.signal (standby.signal) is written last: an incomplete
   target can never be started by mistake.
@@ -31,7 +35,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from . import backups, catalog, codec
+from . import backups, catalog, codec, tarstream, writeback
 from .errors import IntegrityError, NotFound, StorageError, UsageError, WalrusError
 from .progress import ensure as _progress
 from .storage import open_storage
@@ -308,65 +312,58 @@ def _write_small(dir_fd, name, data, mode=0o600):
 
 
 class _PartReader(object):
-    """A file-like object over a stored part: storage chunks -> codec.Decoder -> raw bytes.
-    Decoded pieces are queued as memoryviews, so a read copies each byte once."""
+    """The raw bytes of a stored part: storage chunks -> codec.Decoder, decoded one slice of
+    DECODE_SLICE stored bytes at a time as they are read, so what is held decoded is bounded
+    whatever the storage chunk size and compression ratio. read_view() hands out memoryviews
+    of the decoded pieces: nothing is copied on the way to the files."""
 
     def __init__(self, chunks, decoder, abort):
         self._chunks = iter(chunks)
         self._decoder = decoder
         self._abort = abort
-        self._out = collections.deque()
-        self._size = 0
+        self._stored = memoryview(b"")
+        self._raw = memoryview(b"")
         self.eof = False
 
     def _fill(self):
-        if self._abort.is_set():
-            raise _Aborted()
-        try:
-            chunk = next(self._chunks)
-        except StopIteration:
-            self._decoder.finish()
-            self.eof = True
-            return
-        view = memoryview(chunk)
-        for start in range(0, len(view), DECODE_SLICE):
-            raw = self._decoder.update(view[start:start + DECODE_SLICE])
+        while not self._raw and not self.eof:
+            if self._abort.is_set():
+                raise _Aborted()
+            if not self._stored:
+                try:
+                    self._stored = memoryview(next(self._chunks))
+                except StopIteration:
+                    self._decoder.finish()
+                    self.eof = True
+                continue
+            piece, self._stored = self._stored[:DECODE_SLICE], self._stored[DECODE_SLICE:]
+            raw = self._decoder.update(piece)
             if raw:
-                self._out.append(memoryview(raw))
-                self._size += len(raw)
+                self._raw = memoryview(raw)
 
-    def read(self, size=-1):
-        if size is None or size < 0:
-            while not self.eof:
-                self._fill()
-            size = self._size
-        while not self.eof and self._size < size:
+    def read_view(self, size):
+        """Up to `size` (> 0) raw bytes; empty only at the end of the part."""
+        if not self._raw:
             self._fill()
-        pieces, need = [], min(size, self._size)
-        self._size -= need
-        while need:
-            head = self._out[0]
-            if len(head) <= need:
-                pieces.append(head)
-                self._out.popleft()
-                need -= len(head)
-            else:
-                pieces.append(head[:need])
-                self._out[0] = head[need:]
-                need = 0
-        return b"".join(pieces)
+        view, self._raw = self._raw[:size], self._raw[size:]
+        return view
 
     def drain(self):
         while not self.eof:
+            self._raw = memoryview(b"")
             self._fill()
-            self._out.clear()
-            self._size = 0
 
 
 class _Restorer(object):
     """Streams the parts of one backup into the target. `files`/`parts` are that backup's
     manifest entries (default: the plan's); delta.py's chain restorer overrides _write().
     `progress` (progress.py) counts the bytes written."""
+
+    # Whether the decoder also hashes the whole raw stream and compares it with the manifest's
+    # part SHA-256. A restore does not need it: tarstream.py accounts for every byte that is not
+    # member data, and every member written is compared with the manifest's SHA-256 of its file.
+    # backup-verify (verify.py) keeps it, to check the part as stored.
+    object_digest = False
 
     def __init__(self, storage, sentinel, plan, roots, abort, files=None, parts=None, progress=None):
         self.storage = storage
@@ -389,25 +386,25 @@ class _Restorer(object):
             chunks = self.storage.get_stream(key)
         except NotFound:
             raise IntegrityError("part %s of backup %s is missing from the repository" % (where, self.name))
-        decoder = codec.Decoder(where)
+        decoder = codec.Decoder(where, digest=self.object_digest)
         reader = _PartReader(chunks, decoder, self.abort)
         dirs = _Dirs(self.roots)
         try:
-            try:
-                with tarfile.open(fileobj=reader, mode="r|", bufsize=READ_SIZE) as tar:
-                    for member in tar:
-                        if self.abort.is_set():
-                            raise _Aborted()
-                        self._member(tar, member, number, where, dirs)
-            except tarfile.TarError as exc:
-                raise IntegrityError("part %s is not a valid tar stream: %s" % (where, exc))
+            tar = tarstream.TarStream(reader, where)
+            for member in tar:
+                if self.abort.is_set():
+                    raise _Aborted()
+                self._member(tar, member, number, where, dirs)
             reader.drain()
         finally:
             dirs.close()
-        if decoder.raw_size != part.get("raw_size", decoder.raw_size) or decoder.sha256 != part["sha256"]:
-            raise IntegrityError("part %s does not match the manifest: %d bytes with SHA-256 %s, manifest says "
-                                 "%s bytes with SHA-256 %s" % (where, decoder.raw_size, decoder.sha256,
-                                                               part.get("raw_size"), part["sha256"]))
+        if decoder.raw_size != part.get("raw_size", decoder.raw_size) or (
+                decoder.sha256 is not None and decoder.sha256 != part["sha256"]):
+            raise IntegrityError("part %s does not match the manifest: %d bytes%s, manifest says %s bytes%s"
+                                 % (where, decoder.raw_size,
+                                    "" if decoder.sha256 is None else " with SHA-256 %s" % decoder.sha256,
+                                    part.get("raw_size"),
+                                    "" if decoder.sha256 is None else " with SHA-256 %s" % part["sha256"]))
 
     def _member(self, tar, member, number, where, dirs):
         name = member.name
@@ -449,17 +446,15 @@ class _Restorer(object):
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent_fd)
         except FileExistsError:
             raise IntegrityError("file %s from part %s already exists in the target" % (name, where))
-        digest, size = hashlib.sha256(), 0
-        source = tar.extractfile(member)
+        digest, size, durable = hashlib.sha256(), 0, writeback.FileWriteback(fd)
         try:
-            while True:
-                chunk = source.read(READ_SIZE)
-                if not chunk:
-                    break
+            for chunk in tar.views():
                 digest.update(chunk)
-                size += len(chunk)
                 _write_all(fd, chunk)
+                size += len(chunk)
                 self.progress.add(len(chunk))
+                durable.written(size)
+            durable.done(size)
             os.fchmod(fd, entry["mode"] & 0o777)
             mtime = entry.get("mtime")
             if isinstance(mtime, (int, float)):
@@ -687,7 +682,11 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
 def run_parts(restorer, jobs):
     """Stream every part of the restorer's backup, `jobs` at a time; the first failure stops
     the others. Then every file the manifest puts in a part must have arrived."""
-    numbers = sorted(restorer.parts)
+    # Largest first: the biggest part is the longest single task, so it must not start last.
+    def size(number):
+        raw = restorer.parts[number].get("raw_size")
+        return raw if isinstance(raw, int) else 0
+    numbers = sorted(restorer.parts, key=lambda n: (-size(n), n))
     errors = []
     with ThreadPoolExecutor(max_workers=max(1, min(int(jobs or 1), len(numbers) or 1))) as pool:
         futures = [pool.submit(restorer.part, n) for n in numbers]
@@ -775,7 +774,10 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None, pr
             old, mode = "", 0o600
         _write_small(top, "postgresql.auto.conf.walrus-new", _auto_conf(old, conf, sentinel["name"]), mode)
         os.replace("postgresql.auto.conf.walrus-new", "postgresql.auto.conf", src_dir_fd=top, dst_dir_fd=top)
-        os.sync()  # every restored file on disk before the directory can be started
+        # Every restored file on disk before the directory can be started: one syncfs per file
+        # system written to (the writers started the writeback of each file as they wrote it).
+        for fd in dict((os.fstat(fd).st_dev, fd) for fd in roots.values()).values():
+            writeback.sync_filesystem(fd)
         if PG_CONTROL in plan.files:
             global_fd = dirs.fd(None, "global")
             os.replace(PG_CONTROL_PENDING, "pg_control", src_dir_fd=global_fd, dst_dir_fd=global_fd)

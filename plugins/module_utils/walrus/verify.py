@@ -64,7 +64,10 @@ class _Problems(object):
 
 class _Checker(restore._Restorer):
     """restore._Restorer with writing replaced by hashing: the member's bytes are read from the
-    tar stream, compared with the manifest, and dropped. A mismatch is a problem, not a stop."""
+    tar stream, compared with the manifest, and dropped. A mismatch is a problem, not a stop.
+    The part's SHA-256 over its whole raw stream is checked too (the part as stored)."""
+
+    object_digest = True
 
     def __init__(self, storage, sentinel, plan, problems, stage):
         restore._Restorer.__init__(self, storage, sentinel, plan, {}, threading.Event())
