@@ -85,14 +85,18 @@ class Tool(object):
 class Walrus(Tool):
     verify_full = True
 
-    def __init__(self, ctx, https):
+    def __init__(self, ctx, https, executable=WALRUS, name=None):
         Tool.__init__(self, ctx)
         self.https = https
-        self.name = "walrus-https" if https else "walrus-http"
+        self.exe = executable
+        self.name = name or ("walrus-https" if https else "walrus-http")
         self.label = "walrus S3 (%s), --jobs 4" % ("https" if https else "http")
         self.note = ("backup-push --jobs 4 (lz4 parts, upload concurrency 4, immediate checkpoint); "
                      "backup-fetch --jobs 4; %s endpoint; wal-push archive_command over the same endpoint"
                      % ("TLS" if https else "plain http"))
+        if executable != WALRUS:
+            self.label += " (%s)" % executable
+            self.note += "; the walrus at %s (--baseline-walrus)" % executable
 
     def env(self):
         c = self.ctx
@@ -104,12 +108,12 @@ class Walrus(Tool):
     def archive_command(self):
         if self.https:  # endpoint and CA are not secrets; the credentials come from the postmaster
             return "AWS_ENDPOINT_URL_S3=%s AWS_CA_BUNDLE=%s %s wal-push %%p" % (
-                self.ctx.weed.https_endpoint, self.ctx.weed.cert, WALRUS)
-        return "%s wal-push %%p" % WALRUS
+                self.ctx.weed.https_endpoint, self.ctx.weed.cert, self.exe)
+        return "%s wal-push %%p" % self.exe
 
     def backup(self, rep):
         name = "%s-s%d-r%d" % (self.name, self.ctx.scale, rep)
-        cmd = [WALRUS, "backup-push", self.ctx.source.datadir, "--jobs", "4", "--name", name, "--json"]
+        cmd = [self.exe, "backup-push", self.ctx.source.datadir, "--jobs", "4", "--name", name, "--json"]
 
         def after(stdout):
             result = json.loads(stdout)
@@ -118,7 +122,7 @@ class Walrus(Tool):
         return cmd, self.env(), "/tmp", after
 
     def restore(self, meta, target):
-        return [WALRUS, "backup-fetch", meta["id"], target, "--jobs", "4", "--json"], self.env(), "/tmp"
+        return [self.exe, "backup-fetch", meta["id"], target, "--jobs", "4", "--json"], self.env(), "/tmp"
 
 
 class PgBackRest(Tool):
@@ -213,11 +217,15 @@ class Floor(Tool):
 
 
 TOOL_NAMES = ["walrus-http", "walrus-https", "pgbackrest-lz4", "pgbackrest-gz", "barman-cloud", "floor"]
+BASELINE = "walrus-baseline"  # only with --baseline-walrus: another walrus (e.g. before a change), over http
 
 
 def make_tools(ctx):
-    return [Walrus(ctx, False), Walrus(ctx, True), PgBackRest(ctx, "lz4"), PgBackRest(ctx, "gz"), Barman(ctx),
-            Floor(ctx)]
+    tools = [Walrus(ctx, False), Walrus(ctx, True), PgBackRest(ctx, "lz4"), PgBackRest(ctx, "gz"), Barman(ctx),
+             Floor(ctx)]
+    if ctx.args.baseline_walrus:
+        tools.insert(1, Walrus(ctx, False, os.path.abspath(ctx.args.baseline_walrus), BASELINE))
+    return tools
 
 
 # ---------------------------------------------------------------------------------------------
@@ -865,6 +873,9 @@ def main():
     parser.add_argument("--scales", help="comma-separated pgbench scales (default 20,100; 20 with --quick)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="repetitions per tool and scale (medians reported; 0 with --profile: the profile only)")
+    parser.add_argument("--baseline-walrus", metavar="PATH",
+                        help="also measure this walrus executable (tool %s, http; e.g. a checkout before a change: "
+                             "its venv must be executable by postgres)" % BASELINE)
     parser.add_argument("--only", help="comma-separated tools (%s)" % ", ".join(TOOL_NAMES))
     parser.add_argument("--quiet-wait", type=int, default=10,
                         help="seconds to wait, before each timed step, for other load on the machine to settle")
@@ -890,8 +901,8 @@ def main():
         return main_delta(args, scales)
     if os.geteuid() != 0:
         parser.error("run as root (servers and tools run as the postgres user)")
-    names = args.only.split(",") if args.only else TOOL_NAMES
-    unknown = set(names) - set(TOOL_NAMES)
+    names = args.only.split(",") if args.only else TOOL_NAMES + ([BASELINE] if args.baseline_walrus else [])
+    unknown = set(names) - set(TOOL_NAMES + ([BASELINE] if args.baseline_walrus else []))
     if unknown:
         parser.error("unknown tool(s): %s" % ", ".join(sorted(unknown)))
     if not args.no_setup:

@@ -250,6 +250,21 @@ def test_tampered_part_fails_naming_the_part(env, compression):
     assert_failed_cleanly(env, before)
 
 
+@pytest.mark.parametrize("where, message", [
+    # the trailer's SHA-256: the restore does not hash the whole part, but compares the trailer with the manifest
+    (lambda b: len(b) - 5, "part .*part-00001.tar does not match the manifest"),
+    # a padding byte after the first member's data (PG_VERSION, 3 bytes; header 16 bytes, tar header 512)
+    (lambda b: 16 + 512 + 3 + 10, "part .*part-00001.tar is not a valid tar stream: non-zero bytes in the padding"),
+])
+def test_changed_bytes_outside_the_files_fail_too(env, where, message):
+    env.writer.write("base_1", compression="none", nparts=1,
+                     tamper=(1, lambda b: b.__setitem__(where(b), b[where(b)] ^ 0x10) or b))
+    before = tree(str(env.tmp))
+    with pytest.raises(IntegrityError, match=message):
+        fetch(env)
+    assert_failed_cleanly(env, before)
+
+
 def test_file_content_differing_from_manifest_names_file_and_part(env):
     def edit(manifest):
         entry = [f for f in manifest["files"] if f["path"] == "base/5/16384"][0]

@@ -185,7 +185,8 @@ class Decoder(object):
     """Streaming decoder: update(chunk) returns raw bytes; finish() verifies length and SHA-256.
     Raises IntegrityError naming the object on any mismatch. digest=False leaves out the
     SHA-256 (finish() still checks the trailer, the codec's end and the length; sha256 is
-    then None): only for a caller that proves every raw byte itself (restore.py's parts)."""
+    then None, trailer_sha256 the digest the trailer holds, for the caller to compare with
+    what it expects): only for a caller that proves every raw byte itself (restore.py's parts)."""
 
     def __init__(self, name, digest=True):
         self.name = name
@@ -235,6 +236,7 @@ class Decoder(object):
         if size != self.raw_size:
             raise IntegrityError("object %s is corrupt: %d bytes decoded, trailer says %d"
                                  % (self.name, self.raw_size, size))
+        self.trailer_sha256 = digest.hex()
         if self._sha is None:
             return b""
         if digest != self._sha.digest():

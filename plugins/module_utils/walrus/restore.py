@@ -14,7 +14,8 @@ Safety, in the order things happen:
 - each file's size and SHA-256 are compared with the manifest while it is written, each
   part's raw size with the manifest once it ends, and every manifest file must have arrived
   once; every other byte of a part is tar structure that tarstream.py checks (header
-  checksums, zero padding), so the part needs no second SHA-256 over its whole stream;
+  checksums, zero padding), and its trailer must hold the manifest's SHA-256, so the part
+  needs no second SHA-256 over its whole stream;
 - each file's writeback starts as it is written (writeback.py); one syncfs per file system
   at the end makes them durable;
 - global/pg_control is written under a temporary name and renamed into place only after
@@ -398,13 +399,14 @@ class _Restorer(object):
             reader.drain()
         finally:
             dirs.close()
-        if decoder.raw_size != part.get("raw_size", decoder.raw_size) or (
-                decoder.sha256 is not None and decoder.sha256 != part["sha256"]):
-            raise IntegrityError("part %s does not match the manifest: %d bytes%s, manifest says %s bytes%s"
-                                 % (where, decoder.raw_size,
-                                    "" if decoder.sha256 is None else " with SHA-256 %s" % decoder.sha256,
-                                    part.get("raw_size"),
-                                    "" if decoder.sha256 is None else " with SHA-256 %s" % part["sha256"]))
+        # Without the object digest, the trailer's SHA-256 must still be the manifest's: a changed
+        # trailer is a changed object, even when the bytes it describes are intact.
+        digest = decoder.sha256 if decoder.sha256 is not None else decoder.trailer_sha256
+        if decoder.raw_size != part.get("raw_size", decoder.raw_size) or digest != part["sha256"]:
+            raise IntegrityError("part %s does not match the manifest: %d bytes with SHA-256 %s%s, manifest says "
+                                 "%s bytes with SHA-256 %s" % (where, decoder.raw_size, digest,
+                                                               "" if decoder.sha256 else " (in its trailer)",
+                                                               part.get("raw_size"), part["sha256"]))
 
     def _member(self, tar, member, number, where, dirs):
         name = member.name
