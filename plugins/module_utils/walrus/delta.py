@@ -631,6 +631,7 @@ def _verify(plan, roots, jobs):
                     os.fchmod(fd, entry["mode"] & 0o777)
                     if isinstance(entry.get("mtime"), (int, float)):
                         os.utime(fd, (entry["mtime"], entry["mtime"]))
+                    os.fsync(fd)  # the file is final: durable before the restore's directories are fsynced
                 finally:
                     os.close(fd)
         finally:

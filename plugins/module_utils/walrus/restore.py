@@ -16,8 +16,8 @@ Safety, in the order things happen:
   once; every other byte of a part is tar structure that tarstream.py checks (header
   checksums, zero padding), and its trailer must hold the manifest's SHA-256, so the part
   needs no second SHA-256 over its whole stream;
-- each file's writeback starts as it is written (writeback.py); one syncfs per file system
-  at the end makes them durable;
+- each file's writeback starts as it is written (writeback.py) and the worker fsyncs it
+  when it ends; every restored directory is fsynced before pg_control is put in place;
 - global/pg_control is written under a temporary name and renamed into place only after
   all that succeeded, and recovery.signal (standby.signal) is written last: an incomplete
   target can never be started by mistake.
@@ -461,6 +461,7 @@ class _Restorer(object):
             mtime = entry.get("mtime")
             if isinstance(mtime, (int, float)):
                 os.utime(fd, (mtime, mtime))
+            os.fsync(fd)  # durable as it finishes, in the worker (directories are fsynced at the end)
         finally:
             os.close(fd)
         if size != entry["size"] or digest.hexdigest() != entry["sha256"]:
@@ -763,6 +764,7 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None, pr
                 tblspc = dirs.fd(None, "pg_tblspc")
             for oid, location in sorted(plan.locations.items()):
                 os.symlink(location, oid, dir_fd=tblspc)
+            _fsync_dirfd(tblspc)
         if manifest.get("backup_label"):
             _write_small(top, "backup_label", manifest["backup_label"].encode("utf-8"))
         if manifest.get("tablespace_map"):
@@ -776,10 +778,13 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None, pr
             old, mode = "", 0o600
         _write_small(top, "postgresql.auto.conf.walrus-new", _auto_conf(old, conf, sentinel["name"]), mode)
         os.replace("postgresql.auto.conf.walrus-new", "postgresql.auto.conf", src_dir_fd=top, dst_dir_fd=top)
-        # Every restored file on disk before the directory can be started: one syncfs per file
-        # system written to (the writers started the writeback of each file as they wrote it).
-        for fd in dict((os.fstat(fd).st_dev, fd) for fd in roots.values()).values():
-            writeback.sync_filesystem(fd)
+        # Every restored file is on disk (the workers fsynced each one): now their directory
+        # entries, before the directory can be started. Only what this restore wrote is synced.
+        for path, _mode in plan.directories:
+            root, rel = plan.locate(path)
+            _fsync_dirfd(dirs.fd(root, rel))
+        for fd in roots.values():
+            _fsync_dirfd(fd)
         if PG_CONTROL in plan.files:
             global_fd = dirs.fd(None, "global")
             os.replace(PG_CONTROL_PENDING, "pg_control", src_dir_fd=global_fd, dst_dir_fd=global_fd)
