@@ -22,7 +22,6 @@ Safety, in the order things happen:
   all that succeeded, and recovery.signal (standby.signal) is written last: an incomplete
   target can never be started by mistake.
 """
-import collections
 import datetime
 import errno
 import hashlib

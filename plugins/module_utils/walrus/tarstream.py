@@ -19,14 +19,13 @@ from .errors import IntegrityError
 
 BLOCK = tarfile.BLOCKSIZE
 _ZERO_BLOCK = bytes(BLOCK)
-_PAX_KEYS_APPLIED = ("path", "size")
 
 
 class TarStream(object):
     """Members of the tar stream read from `source`, an object with read_view(n) (a
     memoryview of 1..n bytes, or an empty one at the end of the stream). Iterate for
     tarfile.TarInfo members; a regular member's data is read with extractfile(member) or
-    views(member) before the next iteration (what is not read is skipped)."""
+    views() before the next iteration (what is not read is skipped, still checked for length)."""
 
     def __init__(self, source, where):
         self._source = source

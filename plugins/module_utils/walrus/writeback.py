@@ -8,7 +8,6 @@ it. Instead, the writer asks the kernel to start writing each piece as soon as i
 while the restore still decodes, and the fsync at the file's end waits only for the rest.
 Where the call does not exist (not Linux) this does nothing; the fsync alone is still correct.
 """
-import os
 
 STEP = 8 << 20  # bytes written between two writeback requests for the same file
 _SYNC_FILE_RANGE_WRITE = 2
@@ -50,4 +49,3 @@ class FileWriteback(object):
         if libc:
             libc(self.fd, self.started, size - self.started, _SYNC_FILE_RANGE_WRITE)  # a failure only loses the head start
         self.started = size
-
