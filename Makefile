@@ -22,12 +22,16 @@ unit: install-dev
 system: install-dev
 	@$(PY) -m pytest -q tests/system
 
-# Both benchmarks run even if the first fails; BENCH_ARGS goes to both (e.g. --repeat 3 --no-setup).
+# Every scenario runs even if one fails, then bench/report.py aggregates their results files into
+# bench/results/<date>[-quick].{json,md,png}; BENCH_ARGS goes to each scenario (e.g. --no-setup).
+BENCH_SCENARIOS := bench/wal_push.py bench/backup.py bench/pitr.py
 bench: install-dev
-	@$(PY) bench/wal_push.py $(BENCH_ARGS); rc=$$?; $(PY) bench/backup.py $(BENCH_ARGS) && exit $$rc
+	@rc=0; for s in $(BENCH_SCENARIOS); do $(PY) $$s $(BENCH_ARGS) || rc=1; done; \
+	$(PY) bench/report.py || rc=1; exit $$rc
 
 bench-quick: install-dev
-	@$(PY) bench/wal_push.py --quick $(BENCH_ARGS); rc=$$?; $(PY) bench/backup.py --quick $(BENCH_ARGS) && exit $$rc
+	@rc=0; for s in $(BENCH_SCENARIOS); do $(PY) $$s --quick $(BENCH_ARGS) || rc=1; done; \
+	$(PY) bench/report.py --quick || rc=1; exit $$rc
 
 clean:
 	rm -rf .venv build *.egg-info .pytest_cache

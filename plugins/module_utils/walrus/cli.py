@@ -249,7 +249,6 @@ def _add_drill_parsers(sub, common):
 def _add_monitoring_parsers(sub, common):
     """drill-list (drills.py), status and metrics (status.py)."""
     import argparse
-    from . import status
     dlist = sub.add_parser(
         "drill-list", parents=[common], help="list the restore drill reports in the repository",
         description="List the restore drill reports stored under drills/ in the repository, oldest first: id, "
@@ -263,11 +262,11 @@ def _add_monitoring_parsers(sub, common):
     _add_connection_flags(facts, "needs to read pg_stat_archiver (any user)")
     facts.add_argument("--no-db", dest="use_db", action="store_false",
                        help="do not connect to PostgreSQL: repository facts only")
-    facts.add_argument("--max-backup-age", default=status.DEFAULT_MAX_BACKUP_AGE, metavar="AGE",
+    facts.add_argument("--max-backup-age", metavar="AGE",
                        help="newest complete backup older than this needs attention (default 8d; units s, m, h, d, w; off)")
-    facts.add_argument("--max-archive-lag", default=status.DEFAULT_MAX_ARCHIVE_LAG, metavar="AGE",
+    facts.add_argument("--max-archive-lag", metavar="AGE",
                        help="segments waiting for archiving longer than this need attention (default 15m; off)")
-    facts.add_argument("--max-drill-age", default=status.DEFAULT_MAX_DRILL_AGE, metavar="AGE",
+    facts.add_argument("--max-drill-age", metavar="AGE",
                        help="no restore drill, or the newest older than this, needs attention (default off)")
     stat = sub.add_parser(
         "status", parents=[facts], help="are we safe? archiver, archive lag, backups, PITR window, drills",
@@ -658,8 +657,13 @@ def cmd_drill_list(args):
 def _status(args):
     from . import status
     return status.collect(_settings(args), conninfo=_conninfo(args), pgdata=args.pgdata or os.environ.get("PGDATA"),
-                          use_db=args.use_db, max_backup_age=args.max_backup_age,
-                          max_archive_lag=args.max_archive_lag, max_drill_age=args.max_drill_age)
+                          use_db=args.use_db, **_given(args, "max_backup_age", "max_archive_lag", "max_drill_age"))
+
+
+def _given(args, *names):
+    """The flags that were given; the others keep the engine's defaults (the parser does not
+    import status.py for them: building it is on every wal-fetch that is not prefetched)."""
+    return dict((n, getattr(args, n)) for n in names if getattr(args, n) is not None)
 
 
 def cmd_status(args):
