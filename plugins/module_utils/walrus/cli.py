@@ -57,13 +57,15 @@ def _fast_path(argv):
         pg_wal = os.path.dirname(os.path.abspath(path))
         if lookahead.take(lookahead.default_dir(settings, pg_wal), path, os.path.basename(path)):
             return 0
-    elif len(argv) == 3 and argv[0] == "wal-fetch" and len(argv[1]) == 24:
+    elif len(argv) == 3 and argv[0] == "wal-fetch" and (len(argv[1]) == 24 or argv[1].endswith(".history")):
         from . import prefetch
         settings = config.load(explicit)
         if settings.prefetch > 0:
-            pg_wal = os.path.dirname(os.path.abspath(argv[2]))
-            if prefetch.take(prefetch.default_dir(settings, pg_wal), argv[1], argv[2]):
+            pdir = prefetch.default_dir(settings, os.path.dirname(os.path.abspath(argv[2])))
+            if len(argv[1]) == 24 and prefetch.take(pdir, argv[1], argv[2]):
                 return 0
+            if prefetch.absent(pdir, argv[1]):
+                return 1  # as cmd_wal_fetch: quiet, PostgreSQL asks for missing files routinely
     return None
 
 

@@ -7,6 +7,13 @@ Safety: files are named by their full WAL name (timeline included), so a prefetc
 never served for another timeline; they are decoded and verified before they appear; a file
 is served only while the worker that placed it is alive (worker.py); a new worker wipes what
 an old one left, and a worker removes what was not consumed when recovery stops asking.
+
+The live worker also answers "is NAME in the repository?" (absent()): recovery asks for files
+that do not exist as a matter of course (the next timeline's history file at the start and at
+the end, the segment after the target, a standby's next segment), and a foreground process
+would pay boto3's import and a new connection to hear "no". An answer comes from a request the
+worker makes after the question was asked, never from memory. After the end of the archive the
+worker lingers for LINGER_SECONDS to answer such questions.
 The module-level imports are standard library only: take() is the restore_command fast path.
 """
 import os
@@ -15,8 +22,13 @@ import time
 from . import worker
 
 TMP_PREFIX = ".tmp-"
+ASK_PREFIX = ".ask-"
+ABSENT_PREFIX = ".absent-"
+PRESENT_PREFIX = ".present-"
 IDLE_SECONDS = 30.0
+LINGER_SECONDS = 10.0  # after the archive's end: answer absent() questions this long
 WAIT_SECONDS = 60.0  # how long restore_command waits for a file the worker is fetching
+ASK_SECONDS = 5.0  # how long absent() waits for the worker's answer before fetching itself
 
 
 def default_dir(settings, pg_wal):
@@ -37,10 +49,55 @@ def take(pdir, name, dest, wait_seconds=WAIT_SECONDS):
     return worker.wait_for(pdir, name, attempt, wait_seconds, require_worker=True)
 
 
-def run_worker(pdir, names, fetch, depth, concurrency, ready):
+def absent(pdir, name, wait_seconds=ASK_SECONDS):
+    """Ask the live worker whether WAL file `name` is in the repository. True only when the
+    worker looked after this call began and found nothing; False when it is there, when no
+    worker is alive, or when no answer came in time (the caller then fetches it itself)."""
+    if not name or os.path.basename(name) != name or not worker.running(pdir):
+        return False
+    token = "%s-%d" % (name, os.getpid())  # one question, one answer: never an earlier caller's
+    ask = os.path.join(pdir, ASK_PREFIX + token)
+    no, yes = os.path.join(pdir, ABSENT_PREFIX + token), os.path.join(pdir, PRESENT_PREFIX + token)
+    try:
+        os.close(os.open(ask, os.O_CREAT | os.O_WRONLY, 0o600))
+    except OSError:
+        return False
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.001
+    try:
+        while True:
+            if os.path.exists(no):
+                return True
+            if os.path.exists(yes) or not worker.running(pdir) or time.monotonic() > deadline:
+                return False
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.01)
+    finally:
+        for path in (ask, no, yes):
+            _unlink(path)
+
+
+def _answer(pdir, entry, exists):
+    """Answer one absent() question (an .ask- file); any doubt answers 'present'."""
+    token = entry[len(ASK_PREFIX):]
+    name = token.rpartition("-")[0]
+    try:
+        found = exists(name)
+    except Exception:
+        found = True  # the foreground's own fetch reports the error
+    ask = os.path.join(pdir, entry)
+    if not os.path.exists(ask):
+        return  # the caller gave up
+    path = os.path.join(pdir, (PRESENT_PREFIX if found else ABSENT_PREFIX) + token)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def run_worker(pdir, names, fetch, depth, concurrency, ready, exists=None):
     """Fetch names (an iterator of successive segment names) into pdir, keeping at most
     `depth` fetched-or-in-flight files ahead of recovery. fetch(name) returns the verified
-    bytes and raises on absence or error; either ends the look-ahead."""
+    bytes and raises on absence or error; either ends the look-ahead. With exists(name)
+    (a fresh look in the repository), also answer absent() questions, and linger after the
+    end of the look-ahead to answer them."""
     from concurrent.futures import ThreadPoolExecutor
 
     if worker.acquire(pdir) is None:
@@ -61,9 +118,17 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready):
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
     in_flight, placed, window = {}, [], set(pending)
+    questions = {}
     exhausted, last_progress = False, time.monotonic()
     try:
         while True:
+            if exists is not None:
+                for entry in os.listdir(pdir):
+                    if entry.startswith(ASK_PREFIX) and entry not in questions:
+                        questions[entry] = pool.submit(_answer, pdir, entry, exists)
+                for entry in [e for e, f in questions.items() if f.done()]:
+                    del questions[entry]
+                    last_progress = time.monotonic()
             waiting = [n for n in placed if os.path.exists(os.path.join(pdir, n))]
             if len(waiting) < len(placed):
                 last_progress = time.monotonic()
@@ -79,10 +144,12 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready):
                         placed.append(name)
                     else:
                         exhausted = True  # end of the archive, or an error the foreground will report
+                        last_progress = time.monotonic()
             if set(in_flight) != window:
                 window = set(in_flight)
                 worker.publish(pdir, window)
-            if exhausted and not in_flight and not placed:
+            if exhausted and not in_flight and not placed and not questions and (
+                    exists is None or time.monotonic() - last_progress > LINGER_SECONDS):
                 break
             if time.monotonic() - last_progress > IDLE_SECONDS:
                 break

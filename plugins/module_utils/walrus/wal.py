@@ -8,6 +8,7 @@ must match the repository identity (system identifier, segment size).
 """
 import hashlib
 import os
+import re
 import struct
 import time
 
@@ -217,39 +218,68 @@ def _fetch_once(settings, name, dest, storage, use_prefetch):
     walname = walnames.parse(name)
     pg_wal = os.path.dirname(os.path.abspath(dest))
     pdir = prefetch.default_dir(settings, pg_wal)
-    use_prefetch = use_prefetch and settings.prefetch > 0 and walname.kind == "segment"
+    prefetching = use_prefetch and settings.prefetch > 0
+    use_prefetch = prefetching and walname.kind == "segment"
     if use_prefetch and prefetch.take(pdir, name, dest, prefetch.WAIT_SECONDS):
         return {"name": name, "status": "prefetched", "seconds": time.monotonic() - started}
+    if prefetching and walname.kind in ("segment", "history") and prefetch.absent(pdir, name):
+        raise NotFound("%s is not archived (the prefetch worker looked)" % name)
     storage = storage or open_storage(settings)
-    if catalog.read_identity(storage) is None:
+    identity = catalog.read_identity(storage)
+    if identity is None:
         # Without this, a wrong prefix would look like an empty archive and recovery would end early.
         storage.check()
         raise StorageError("%s is not a walrus repository (no %s): check the repository URL"
                            % (storage.describe(), catalog.IDENTITY_KEY))
-    data = fetch_bytes(storage, walname)
+    try:
+        data = fetch_bytes(storage, walname)
+    except NotFound:
+        if prefetching and walname.kind == "history":
+            _prefetch_from_backup_label(settings, pdir, dest, int(identity["wal_segment_size"]))
+        raise
     _write_dest(dest, data)
     if use_prefetch:
-        _start_prefetch(settings, pdir, walname, data)
+        try:
+            _sysid, seg_size, _magic = walnames.read_long_header(data, walname)
+        except Exception:
+            seg_size = None
+        if seg_size:
+            _start_prefetch(settings, pdir, walname.timeline, walname.segno(seg_size) + 1, seg_size)
     return {"name": name, "status": "fetched", "bytes": len(data), "seconds": time.monotonic() - started}
 
 
-def _start_prefetch(settings, pdir, walname, data):
-    try:
-        _sysid, seg_size, _magic = walnames.read_long_header(data, walname)
-    except Exception:
-        return
-    first = walname.segno(seg_size) + 1
+_BACKUP_LABEL_START = re.compile(r"^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$", re.MULTILINE)
 
+
+def _prefetch_from_backup_label(settings, pdir, dest, seg_size):
+    """Recovery from a base backup asks for the next timeline's history file before its first
+    segment: start prefetching at the backup's start segment (backup_label) right away, so
+    that the first segment is not a foreground fetch too."""
+    if recovery_kind(dest) is None or worker.running(pdir):
+        return
+    try:
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(dest))), "backup_label")) as handle:
+            match = _BACKUP_LABEL_START.search(handle.read())
+    except (OSError, UnicodeDecodeError):
+        return
+    if match:
+        first = walnames.parse(match.group(1))
+        _start_prefetch(settings, pdir, first.timeline, first.segno(seg_size), seg_size)
+
+
+def _start_prefetch(settings, pdir, timeline, first, seg_size):
+    """Start a prefetch worker for the segments of `timeline` from segment number `first` on."""
     def names():
         segno = first
         while True:
-            yield walnames.segment_name(walname.timeline, segno, seg_size)
+            yield walnames.segment_name(timeline, segno, seg_size)
             segno += 1
 
     def run(ready):
         storage = open_storage(settings)  # a fresh client: connections are not shared across fork
         prefetch.run_worker(pdir, names(), lambda n: fetch_bytes(storage, walnames.parse(n)),
-                            settings.prefetch, settings.upload_concurrency, ready)
+                            settings.prefetch, settings.upload_concurrency, ready,
+                            exists=lambda n: storage.exists(walnames.parse(n).object_key()))
 
     try:
         prefetch.start(settings, pdir, run)
