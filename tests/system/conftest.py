@@ -171,3 +171,23 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if os.path.basename(str(item.fspath)) in MACHINE_WIDE_MODULES:
             item.add_marker(pytest.mark.xdist_group("machine-wide"))
+
+
+# Short S3 timeouts and few attempts, so that a test of injected faults fails fast when walrus gives up.
+FAULT_ENV = {"WALRUS_S3_MAX_ATTEMPTS": "3", "WALRUS_S3_READ_TIMEOUT": "3", "WALRUS_S3_CONNECT_TIMEOUT": "2"}
+
+
+@pytest.fixture
+def proxy(seaweed):
+    """A fault-injecting proxy (faultproxy.py) in front of the session's SeaweedFS, no rules yet."""
+    from faultproxy import FaultProxy
+    with FaultProxy(seaweed.port) as running:
+        yield running
+
+
+@pytest.fixture
+def proxied_repo(seaweed, proxy):
+    """An S3 repository that walrus reaches through the proxy; the test reads it directly."""
+    repo = make_s3_repo(seaweed)
+    repo.env = dict(repo.env, AWS_ENDPOINT_URL_S3=proxy.endpoint, **FAULT_ENV)
+    return repo

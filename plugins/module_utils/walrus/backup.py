@@ -17,7 +17,7 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import catalog, codec, delta, pg, walnames
+from . import catalog, codec, delta, pg, repolock, walnames
 from .progress import ensure as _progress
 from .backups import NAME_RE, PREFIX, backup_key
 from .errors import ConfigError, UsageError, WalrusError, StorageError
@@ -235,6 +235,7 @@ def wait_for_wal(storage, walname, timeout):
             pause = min(pause * 1.5, 1.0)
 
 
+@repolock.exclusive(lambda a: "backup-push of %s%s" % (a["datadir"], " as %s" % a["name"] if a["name"] else ""))
 def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_timeout=600,
          conninfo=None, storage=None, delta_backup=False, delta_max_chain=delta.DEFAULT_MAX_CHAIN, progress=None):
     """Take a base backup of the cluster at `datadir`. Returns the sentinel dict (with `note`

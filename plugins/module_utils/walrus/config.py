@@ -37,6 +37,7 @@ SETTINGS = {
     "s3_conditional_writes": (bool, True, "Use If-None-Match on uploads so nothing is ever overwritten (turn off for servers without it)."),
     "s3_connect_timeout": (int, 10, "S3 connect timeout, seconds."),
     "s3_read_timeout": (int, 60, "S3 read timeout, seconds."),
+    "lock_wait": (int, 0, "backup-push and delete --confirm: seconds to wait while another run holds the repository lock (0: refuse at once, exit 8)."),
 }
 
 # AWS settings that may also come from the config file; the environment variable wins.

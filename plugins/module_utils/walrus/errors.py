@@ -14,6 +14,7 @@ EXIT_CONFLICT = 5       # different content under the same name, or another clus
 EXIT_DRILL_FAILED = 6   # a restore drill ran and one of its checks failed
 EXIT_STOP_RECOVERY = 126  # wal-fetch: archived file unreadable during archive recovery; PostgreSQL stops
 EXIT_ATTENTION = 7      # walrus status: something needs a human (archiver failing, backup too old, ...)
+EXIT_BUSY = 8           # backup-push / delete: another run holds the repository lock (repolock.py); try later
 
 
 class WalrusError(Exception):
@@ -52,3 +53,9 @@ class ObjectExists(ConflictError):
 
 class IdentityMismatch(ConflictError):
     """The repository belongs to another cluster (system identifier or segment size differ)."""
+
+
+class LockBusy(WalrusError):
+    """Another backup-push or delete holds the repository lock (repolock.py)."""
+
+    exit_code = EXIT_BUSY

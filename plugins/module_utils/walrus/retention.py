@@ -21,7 +21,7 @@ import json
 import re
 import time
 
-from . import backups, catalog, codec, walnames, walverify
+from . import backups, catalog, codec, repolock, walnames, walverify
 from .errors import IntegrityError, NotFound, UsageError
 from .restore import _aware_time
 
@@ -278,6 +278,7 @@ def execute(storage, keys):
         storage.delete(wal_keys[start:start + 1000])
 
 
+@repolock.exclusive(lambda a: "delete %s --confirm" % a["mode"], when=lambda a: a["confirm"])
 def delete(settings=None, mode="retain", count=None, full=False, before=None, min_age=DEFAULT_MIN_AGE,
            confirm=False, storage=None, mark_permanent=(), mark_impermanent=()):
     """Plan, and with confirm delete. Returns the plan with `confirmed` set when it was carried out."""

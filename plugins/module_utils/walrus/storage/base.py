@@ -18,7 +18,8 @@ class Storage(object):
 
     def put(self, key, data, overwrite=False):
         """Store bytes durably. Without overwrite, raise ObjectExists if the key exists
-        (atomically where the backend can)."""
+        (atomically where the backend can). A write retried after its first reply was lost
+        finds its own object: when it holds exactly these bytes, that is success."""
         raise NotImplementedError
 
     def put_stream(self, key, chunks, overwrite=False):

@@ -127,9 +127,20 @@ class S3Storage(Storage):
                 if exc.response.get("Error", {}).get("Code") == "ConditionalRequestConflict" and attempt < 2:
                     time.sleep(0.2 * (attempt + 1))
                     continue
-                raise self._error(exc, "put", key)
+                error = self._error(exc, "put", key)
+                retried = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0)
+                if isinstance(error, ObjectExists) and retried and self._holds(key, data):
+                    return  # botocore retried a put whose reply was lost: the object is ours, as we wrote it
+                raise error
             except botocore.exceptions.BotoCoreError as exc:
                 raise self._error(exc, "put", key)
+
+    def _holds(self, key, data):
+        """Whether the stored object is byte-identical to `data`."""
+        try:
+            return self.get(key) == bytes(data)
+        except (NotFound, StorageError):
+            return False
 
     def put_stream(self, key, chunks, overwrite=False):
         """Multipart upload in parts of MULTIPART_SIZE (a single put for small objects); the
