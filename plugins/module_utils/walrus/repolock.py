@@ -21,7 +21,9 @@ When a lock is stale (its holder is gone), a contender breaks it:
   missed heartbeats). This assumes the hosts' clocks agree within minutes (NTP).
 Breaking is itself a no-overwrite write of `locks/broken-<token>.json`, so of several
 contenders that all judged the same lock stale only one deletes it; the others start over
-and race for the fresh lock like everyone else. Markers older than an hour are removed.
+and race for the fresh lock like everyone else. A breaker that dies between its marker and
+the delete is judged like a holder (its process gone; or BREAK_GRACE seconds from another
+host), and the next contender finishes its work. Markers older than an hour are removed.
 """
 import functools
 import inspect
@@ -40,6 +42,7 @@ LOCK_FORMAT = "walrus-lock"
 REFRESH_SECONDS = 30
 STALE_SECONDS = 600
 MARKER_MAX_AGE = 3600
+BREAK_GRACE = 30  # a breaker on another host has this long between its marker and the delete
 POLL_SECONDS = 1.0
 MAX_ROUNDS = 100000  # a bound on the acquisition loop besides its deadline
 
@@ -89,7 +92,7 @@ def describe(lock, now=None):
         lock.get("acquired_utc", "?"), age, beat)
 
 
-def is_stale(lock, now=None):
+def is_stale(lock, now=None, stale_after=STALE_SECONDS):
     """(stale, why) for a lock object read from the repository (see the module docstring)."""
     now = time.time() if now is None else now
     same_machine = lock.get("host") == socket.gethostname()
@@ -111,8 +114,8 @@ def is_stale(lock, now=None):
         silent = now - float(lock.get("heartbeat_at"))
     except (TypeError, ValueError):
         return False, "it has no readable heartbeat"
-    if silent > STALE_SECONDS:
-        return True, "its last heartbeat is %d s old (stale after %d s)" % (silent, STALE_SECONDS)
+    if silent > stale_after:
+        return True, "its last heartbeat is %d s old (stale after %d s)" % (silent, stale_after)
     return False, "its heartbeat is %d s old" % silent
 
 
@@ -202,15 +205,29 @@ class RepositoryLock(object):
     def _break(self, current, why):
         """Delete a stale lock, if we win the right to; True when the caller should retry at once."""
         token = self._token(current)
+        marker_key = BROKEN_PREFIX + token + ".json"
         marker = {"broken_by": dict(self.body), "reason": why, "lock": current}
         try:
-            self.storage.put(BROKEN_PREFIX + token + ".json", json.dumps(marker, sort_keys=True).encode("utf-8"))
+            self.storage.put(marker_key, json.dumps(marker, sort_keys=True).encode("utf-8"))
         except ObjectExists:
-            return False  # another contender is breaking this very lock: wait for the fresh one
+            if not self._breaker_died(marker_key):
+                return False  # another contender is breaking this very lock: wait for the fresh one
         again = self._read()
         if again is not None and self._token(again) == token:
             self.storage.delete([LOCK_KEY])
         return True
+
+    def _breaker_died(self, marker_key):
+        """Whoever wrote this break marker died before deleting the lock (its process is gone,
+        or it is older than BREAK_GRACE seconds): then finishing its work is safe."""
+        try:
+            marker = json.loads(self.storage.get(marker_key).decode("utf-8"))
+            breaker = marker["broken_by"]
+            return is_stale(breaker, stale_after=BREAK_GRACE)[0]
+        except NotFound:
+            return True
+        except (ValueError, UnicodeDecodeError, KeyError, TypeError):
+            return False  # not ours to judge; it expires with MARKER_MAX_AGE
 
     def _remove_old_markers(self):
         try:
