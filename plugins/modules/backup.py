@@ -22,6 +22,9 @@ description:
   - With O(name) given and a complete backup of that name already in the repository, nothing is done
     (the task is idempotent); without O(name), every run takes a new backup.
   - Run it as the PostgreSQL OS user (become_user V(postgres)) so that every file can be read.
+  - It holds the repository lock while it runs (as C(walrus backup-push) does); when another backup or
+    retention run holds it, the task fails at once naming that run, or waits up to C(lock_wait) seconds
+    when the walrus config file or E(WALRUS_LOCK_WAIT) sets it.
 author:
   - walrus.postgres maintainers (!UNKNOWN)
 options:

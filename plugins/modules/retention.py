@@ -22,6 +22,9 @@ description:
   - In check mode nothing is written or deleted; the module returns what it would delete (the dry run of
     the command). Without check mode it deletes (the command's C(--confirm)).
   - Nothing is deleted while a backup sentinel cannot be read, because that backup may need what would go.
+  - Deleting holds the repository lock (as C(walrus delete --confirm) does); when a backup or another
+    retention run holds it, the task fails at once naming that run, or waits up to C(lock_wait) seconds
+    when the walrus config file or E(WALRUS_LOCK_WAIT) sets it. Check mode takes no lock.
 author:
   - walrus.postgres maintainers (!UNKNOWN)
 options:

@@ -174,7 +174,7 @@ def test_kill_9_at_random_moments_then_a_rerun_succeeds_and_nothing_partial_coun
     # The lock a killed run left names a dead process on this host: the rerun breaks it at once.
     started = time.monotonic()
     res = walrus("backup-push", cluster.datadir, "--name", "after-kill", env=benv, timeout=120)
-    assert res.returncode == 0, (killed, res.stderr)
+    assert res.returncode == 0, "%s %s" % (killed, res.stderr)
     assert time.monotonic() - started < 60
     complete = walrus("backup-list", env=direct(proxied_repo)).stdout
     for name, code in killed:

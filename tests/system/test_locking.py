@@ -35,11 +35,24 @@ def complete_backups(repo):
     return dict((b["name"], b) for b in json.loads(res.stdout))
 
 
-def test_backup_push_and_retention_at_once_are_refused_or_wait_their_turn(repo, cluster_factory):
-    # Each segment takes 2 s to archive, so a backup-push (which waits for its stop segment) runs for seconds.
-    cluster = cluster_factory(repo, archive=False, archive_mode="on",
-                              archive_command="'sleep 2 && %s wal-push %%p'" % WALRUS)
+def test_backup_push_and_retention_at_once_are_refused_or_wait_their_turn(repo, cluster_factory, workdir):
+    # Archiving works only while the gate file exists: a backup-push (which waits for its stop
+    # segment to be archived) then runs for as long as the test keeps the gate closed.
+    gate = os.path.join(workdir, "archiving-allowed")
+    cluster = cluster_factory(repo, archive=False, archive_mode="on", extra_env={"WALRUS_LOOKAHEAD": "0"},
+                              archive_command="'test -e %s && %s wal-push %%p'" % (gate, WALRUS))
+
+    def archiving(allowed):
+        if allowed:
+            open(gate, "w").close()
+            cluster.psql("select pg_reload_conf()")  # wakes the archiver from its pause after failures
+        elif os.path.exists(gate):
+            os.unlink(gate)
+
     env = pg_env(repo, cluster)
+    archiving(True)
+    cluster.wait_archived(cluster.switch_wal())  # the repository knows the cluster
+    archiving(False)
     first = start(["backup-push", cluster.datadir, "--name", "first"], env)
     wait_for(lambda: LOCK in repo.keys(), 30, "the first backup-push to take the lock")
     holder = json.loads(repo.read(LOCK))
@@ -54,14 +67,20 @@ def test_backup_push_and_retention_at_once_are_refused_or_wait_their_turn(repo, 
     retention = walrus("delete", "retain", "1", "--confirm", env=env)
     assert retention.returncode == 8 and "not starting delete retain --confirm" in retention.stderr
     assert walrus("delete", "retain", "1", env=env).returncode == 0  # a dry run deletes nothing: no lock
+    assert first.poll() is None  # still waiting for its WAL: the refusals above were not luck
+    archiving(True)
     assert finish(first)[0] == 0
     assert LOCK not in repo.keys()
     assert not any(k.startswith("basebackups/second/") for k in repo.keys())
 
     # With lock_wait, the second run waits for the first and then runs: serialised.
+    archiving(False)
     third = start(["backup-push", cluster.datadir, "--name", "third"], env)
     wait_for(lambda: LOCK in repo.keys(), 30, "the third backup-push to take the lock")
     fourth = start(["backup-push", cluster.datadir, "--name", "fourth"], dict(env, WALRUS_LOCK_WAIT="120"))
+    time.sleep(2)
+    assert third.poll() is None and fourth.poll() is None  # fourth waits
+    archiving(True)
     wait_for(lambda: third.poll() is not None, 120, "the third backup-push")
     wait_for(lambda: b"as fourth" in (repo.read(LOCK) if LOCK in repo.keys() else b""), 30,
              "the waiting fourth backup-push to take the lock")

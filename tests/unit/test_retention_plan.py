@@ -236,10 +236,10 @@ def test_plan_and_execute_in_a_directory_repository(tmp_path):
     result = retention.delete(storage=storage, mode="retain", count=1, confirm=True)
     assert [b["name"] for b in result["backups"]] == ["d1b"]
     assert result["wal"] == [seg(1, n) for n in range(1, 2)]
-    # the sentinel first, then the manifest, then the parts; WAL last
+    # the sentinel first, then the manifest, then the parts; WAL last; then the lock is released
     assert storage.deleted[:3] == ["basebackups/d1b/sentinel.json", "basebackups/d1b/manifest.json",
                                    "basebackups/d1b/part-00001.tar"]
-    assert storage.deleted[3:] == ["wal/00000001/" + seg(1, 1)]
+    assert storage.deleted[3:] == ["wal/00000001/" + seg(1, 1), "locks/repository.json"]
     assert not os.path.exists(os.path.join(str(tmp_path), "basebackups", "d1b"))
     assert [s["name"] for s in backups.list_backups(storage)] == ["f1", "d1a", "f2"]
 

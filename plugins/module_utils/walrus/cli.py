@@ -20,6 +20,7 @@ EXIT_CODES_HELP = """exit codes:
   5  conflict (different content already stored under that name; another cluster's repository)
   6  drill: a restore drill check failed (the report says which)
   7  status: needs attention (archiver failing, archive lag, no or old backup, WAL missing, drill failed)
+  8  backup-push, delete --confirm: another run holds the repository lock (named); try again later
   126 wal-fetch during archive recovery (recovery.signal): the file exists but cannot be
      read or is corrupt; PostgreSQL stops instead of ending recovery early without it
 

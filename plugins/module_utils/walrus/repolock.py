@@ -63,12 +63,15 @@ def _pid_namespace():
 
 
 def _process_start(pid):
-    """The start time (clock ticks since boot) of process `pid`, or None when it does not exist."""
+    """The start time (clock ticks since boot) of process `pid`, or None when it does not exist
+    or is only a zombie (killed, not yet reaped: where no init reaps orphans it stays forever)."""
     stat = _read_proc("/proc/%d/stat" % pid)
     if stat is None:
         return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    return fields[19] if len(fields) > 19 else None  # field 22 of proc(5); 3..22 follow the ")"
+    fields = stat.rsplit(")", 1)[-1].split()  # fields 3.. of proc(5): state, ppid, ..., starttime (22)
+    if len(fields) < 20 or fields[0] in ("Z", "X", "x"):
+        return None
+    return fields[19]
 
 
 def _who():
