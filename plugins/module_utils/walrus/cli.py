@@ -38,8 +38,8 @@ def _fail(message, code):
 
 def _fast_path(argv):
     """Handle `wal-push PATH` / `wal-fetch NAME DEST` (with at most --config/--repo) without
-    importing the engine when the work was already done ahead. Returns an exit code, or
-    None to take the full path."""
+    importing the engine when the work was already done ahead; a plain wal-push is handled
+    here in any case. Returns an exit code, or None to take the full path."""
     explicit, rest, i = {}, [], 0
     while i < len(argv):
         if argv[i] in ("--config", "--repo") and i + 1 < len(argv):
@@ -58,6 +58,11 @@ def _fast_path(argv):
         pg_wal = os.path.dirname(os.path.abspath(path))
         if lookahead.take(lookahead.default_dir(settings, pg_wal), path, os.path.basename(path)):
             return 0
+        # Not pushed ahead: push it now, without building the whole parser (whose subcommands
+        # import psycopg2 and more: about 0.15 s before the look-ahead pusher could start).
+        from . import wal
+        wal.push(settings, path)
+        return 0
     elif len(argv) == 3 and argv[0] == "wal-fetch" and (len(argv[1]) == 24 or argv[1].endswith(".history")):
         from . import prefetch
         settings = config.load(explicit)
