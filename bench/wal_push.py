@@ -543,7 +543,7 @@ def hyperfine_fast_path(env, datadir, rel, by_path, saved, state):
             data = json.load(handle)["results"][0]
         return {"mean_ms": round(data["mean"] * 1000, 1), "median_ms": round(data["median"] * 1000, 1),
                 "min_ms": round(data["min"] * 1000, 1), "max_ms": round(data["max"] * 1000, 1),
-                "runs": len(data["times"])}
+                "runs": len(data["times"]), "cpu_ms": round((data["user"] + data["system"]) * 1000, 1)}
     finally:
         if os.path.exists(out):
             os.unlink(out)
@@ -590,6 +590,42 @@ print(json.dumps([(what, round((b - a) * 1000, 1)) for (_w, a), (what, b) in zip
 """
 
 
+CPU_SCRIPT = r"""
+import json, os, resource, sys, time
+from walrus import config, wal, walnames
+from walrus.storage import open_storage
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+def weed():
+    with open("/proc/%s/stat" % sys.argv[1]) as h:
+        f = h.read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+settings = config.load({})
+pusher = wal.Pusher(settings, open_storage(settings), os.path.dirname(sys.argv[2]))
+pusher.push(sys.argv[2], walnames.parse(os.path.basename(sys.argv[2])))  # identity, connection
+paths = sys.argv[3:]
+c0, w0, t0 = cpu(), weed(), time.monotonic()
+for path in paths:
+    pusher.push(path, walnames.parse(os.path.basename(path)))
+n = float(len(paths))
+print(json.dumps({"segments": len(paths), "walrus_cpu_ms": round((cpu() - c0) * 1000 / n, 1),
+                  "seaweedfs_cpu_ms": round((weed() - w0) * 1000 / n, 1),
+                  "wall_ms": round((time.monotonic() - t0) * 1000 / n, 1)}))
+"""
+
+
+def cpu_budget(ctx, bench_dir, datadir, bucket, count=16):
+    """CPU per segment of what a drain cannot avoid: the engine's push (read, SHA-256, lz4,
+    signed PUT) in one process, one segment at a time, and SeaweedFS storing it."""
+    script = os.path.join(bench_dir, "cpu_budget.py")
+    write_file(script, CPU_SCRIPT)
+    env = ctx.base_env(dict(ctx.weed.env(), WALRUS_REPO="s3://%s/cpu-budget" % bucket))
+    paths = [os.path.join(datadir, "pg_wal", s) for s in ctx.segments[:count + 1]]
+    res = run_as_postgres([os.path.join(VENV_BIN, "python"), script, str(ctx.weed.proc.pid)] + paths, env, cwd=datadir)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def walrus_phases(ctx):
     """One full push taken apart with the engine's own API (nothing in the engine is changed)."""
     bench_dir = os.path.join(ctx.workdir, "phases")
@@ -622,6 +658,7 @@ def walrus_phases(ctx):
         run_as_postgres([WALRUS, "wal-push", "pg_wal/" + seg], env2, cwd=datadir)
         times.append(time.monotonic() - t0)
     out["full_push_no_lookahead"] = summarize_ms(times)
+    out["cpu_budget"] = cpu_budget(ctx, bench_dir, datadir, bucket)
     # Look-ahead at several upload concurrencies: one call for the first segment, then wait until
     # the other .ready segments (up to 16) are stored (in the call itself or by a background
     # pusher). Wall time, CPU of the whole machine (walrus + SeaweedFS + anything else) and of SeaweedFS.
@@ -744,6 +781,27 @@ def targets(by, fast):
     return out
 
 
+def cpu_floor(report, by):
+    """The shortest drain the machine's CPUs allow walrus-S3: every segment costs the engine's
+    push, SeaweedFS storing it and one archive_command process (a record hit), all CPU-bound
+    on loopback; divided over the CPUs. None without the profile."""
+    budget = (report.get("walrus_profile") or {}).get("cpu_budget")
+    hyper = (report.get("fast_path") or {}).get("hyperfine") or {}
+    if not budget or "cpu_ms" not in hyper:
+        return None
+    per_segment = budget["walrus_cpu_ms"] + budget["seaweedfs_cpu_ms"] + hyper["cpu_ms"]
+    cpus = report["environment"]["cpus"]
+    seconds = report["wal"]["segments"] * per_segment / 1000.0 / cpus
+    out = {"push_cpu_ms": budget["walrus_cpu_ms"], "seaweedfs_cpu_ms": budget["seaweedfs_cpu_ms"],
+           "fast_path_call_cpu_ms": hyper["cpu_ms"], "cpu_ms_per_segment": round(per_segment, 1),
+           "cpus": cpus, "floor_seconds": round(seconds, 2)}
+    if "cp" in by:
+        out["floor_x_cp"] = round(seconds / by["cp"]["seconds"], 2)
+    if "walrus-s3" in by:
+        out["walrus_s3_x_floor"] = round(by["walrus-s3"]["seconds"] / seconds, 2)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--segments", type=int, default=None, help="WAL segments per archiver (default 64; 16 with --quick)")
@@ -821,6 +879,7 @@ def main():
                 report["walrus_timeline"] = archiver_timeline(ctx)
         by = dict((r["archiver"], r) for r in results if r["seconds"])
         report["targets"] = targets(by, fast)
+        report["cpu_floor"] = cpu_floor(report, by)
     finally:
         ctx.cleanup()
     report["bench_seconds"] = round(time.time() - started, 1)
@@ -910,6 +969,18 @@ def markdown_report(report, header, rows):
                 "- time in slow calls %s s, in fast calls %s s, in the archiver between calls %s s "
                 "(gap median %s ms)" % (tl["seconds_in_slow_calls"], tl["seconds_in_fast_calls"], tl["seconds_in_gaps"],
                                         tl["gap_between_calls"]["median_ms"] if tl["gap_between_calls"] else "-")]
+    floor = report.get("cpu_floor")
+    if floor:
+        out += ["", "## CPU floor of a walrus-S3 drain", "",
+                "Everything runs on this machine's %d CPUs, so a drain cannot be shorter than its CPU work "
+                "divided by %d. Per segment: the engine's push (read, SHA-256, lz4, signed PUT; one process, "
+                "one segment at a time) %s ms, SeaweedFS storing the object %s ms, one archive_command "
+                "process that hits its record (hyperfine user+system) %s ms: %s ms of CPU per segment, "
+                "%s s for %d segments%s. The measured walrus-S3 drain is %s x this floor." % (
+                    floor["cpus"], floor["cpus"], floor["push_cpu_ms"], floor["seaweedfs_cpu_ms"],
+                    floor["fast_path_call_cpu_ms"], floor["cpu_ms_per_segment"], floor["floor_seconds"],
+                    wal["segments"], (" = %s x cp" % floor["floor_x_cp"]) if "floor_x_cp" in floor else "",
+                    floor.get("walrus_s3_x_floor", "-"))]
     if report.get("targets"):
         out += ["", "## Targets", ""]
         for name, t in report["targets"].items():

@@ -148,6 +148,49 @@ def test_lookahead_pushes_ready_segments_and_fast_path_stays_light(queued, repo)
     assert [f for f in os.listdir(state) if not f.startswith(".")] == []
 
 
+def records(state):
+    return sorted(f for f in os.listdir(state) if not f.startswith(".") and ".tmp." not in f)
+
+
+def test_pusher_takes_up_segments_that_become_ready_while_it_runs(queued, repo):
+    env = repo.full_env(WALRUS_LOOKAHEAD="16")
+    names = queued.names
+    assert push(queued, names[0], env).returncode == 0
+    state = state_dir(queued)
+    # No other walrus call: the running pusher sees the new .ready files on its own.
+    later = queue_segments(queued, 2)
+    deadline = time.time() + 30
+    while records(state) != sorted(names[1:] + later):
+        assert time.time() < deadline, (records(state), later)
+        time.sleep(0.05)
+    keys = repo.keys()
+    assert all("wal/00000001/" + n in keys for n in names + later)
+    for name in names[1:] + later:  # and PostgreSQL's calls for them are record hits
+        assert push(queued, name, env).returncode == 0
+    assert records(state) == []
+
+
+def test_pusher_failure_on_the_calling_file_is_reported_by_the_call(queued, repo, workdir):
+    """The first call hands its own file to the pusher; if the pusher cannot store it (here:
+    different content under that name), the call stores it itself and fails as it should."""
+    env = repo.full_env(WALRUS_LOOKAHEAD="0")
+    name = queued.names[0]
+    assert push(queued, name, env).returncode == 0
+    key = "wal/00000001/" + name
+    stored = repo.read(key)
+    pg_wal = os.path.join(workdir, "tampered", "pg_wal")
+    os.makedirs(os.path.join(pg_wal, "archive_status"))
+    tampered = bytearray(open(os.path.join(queued.datadir, "pg_wal", name), "rb").read())
+    tampered[100000] ^= 0xFF
+    with open(os.path.join(pg_wal, name), "wb") as handle:
+        handle.write(bytes(tampered))
+    open(os.path.join(pg_wal, "archive_status", name + ".ready"), "w").close()
+    res = walrus("wal-push", os.path.join(pg_wal, name), env=repo.full_env(WALRUS_LOOKAHEAD="16"), as_user="root")
+    assert res.returncode == 5 and "different content" in res.stderr, res.stderr
+    assert repo.read(key) == stored
+    assert os.path.isdir(os.path.join(pg_wal, "walrus", "push"))  # the pusher did run
+
+
 def test_fast_path_refuses_a_record_when_the_file_changed(queued, repo):
     env = repo.full_env(WALRUS_LOOKAHEAD="16")
     names = queued.names

@@ -73,7 +73,7 @@ def wait_for(directory, name, attempt, wait_seconds, require_worker=False):
         if time.monotonic() > deadline:
             return False
         time.sleep(pause)
-        pause = min(pause * 1.5, 0.01)  # prompt for a file about to land, cheap for a long wait
+        pause = min(pause * 1.5, 0.005)  # prompt for a file about to land (the archiver waits), cheap still
 
 
 def acquire(directory, timeout=5.0):
