@@ -20,6 +20,7 @@ Method (one run per archiver):
      (imports, client, identity, compress, upload) and a timestamped archiver timeline.
 
 Usage: .venv/bin/python bench/wal_push.py [--segments 64] [--quick] [--only NAME,...] [--repeat R]
+       [--baseline-walrus COMMAND]   (repetitions run round-robin over the archivers)
 Peers are installed (idempotently) by bench/setup_peers.sh.
 """
 import argparse
@@ -53,13 +54,17 @@ class Archiver(object):
         self.name, self.label, self.setup, self.quick, self.s3, self.note = name, label, setup, quick, s3, note
 
 
-def _walrus(ctx, run, https=False, **extra):
+def _walrus(ctx, run, https=False, walrus=WALRUS, **extra):
     bucket = ctx.new_bucket()
     env = ctx.weed.https_env() if https else dict(ctx.weed.env())
     env["WALRUS_REPO"] = "s3://%s/cluster" % bucket
     env.update(extra)
     run.repo = ("s3", bucket, "cluster/")
-    return "%s wal-push %%p" % WALRUS, env
+    return "%s wal-push %%p" % walrus, env
+
+
+def setup_walrus_s3_baseline(ctx, run):
+    return _walrus(ctx, run, walrus=ctx.args.baseline_walrus)
 
 
 def setup_walrus_s3(ctx, run):
@@ -813,6 +818,8 @@ def main():
     parser.add_argument("--quiet-wait", type=int, default=45,
                         help="seconds to wait, before each drain, for other load on the machine to settle")
     parser.add_argument("--no-profile", action="store_true", help="skip the walrus profile (phases, timeline)")
+    parser.add_argument("--baseline-walrus", metavar="COMMAND",
+                        help="also drain with this walrus command (e.g. an older version), for a same-run before/after")
     parser.add_argument("--no-setup", action="store_true", help="do not run bench/setup_peers.sh")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (debugging)")
     parser.add_argument("--out", default=RESULTS, help="directory for the JSON and Markdown results")
@@ -833,6 +840,10 @@ def main():
             parser.error("unknown archiver(s): %s" % ", ".join(sorted(unknown)))
         chosen = [a for a in ARCHIVERS if a.name in names]
 
+    if args.baseline_walrus:
+        baseline = Archiver("walrus-s3-baseline", "walrus -> S3 (http), baseline", setup_walrus_s3_baseline,
+                            note="same settings as walrus -> S3, run by `%s`" % args.baseline_walrus)
+        chosen.insert(1, baseline)
     if not args.no_setup:
         run_setup_peers()
 
@@ -846,10 +857,14 @@ def main():
         ctx.weed = BenchSeaweedFS(ctx.weed_dir, tls=True).start()
         log("SeaweedFS: %s and %s" % (ctx.weed.endpoint, ctx.weed.https_endpoint))
         report["wal"] = make_template(ctx)
-        results = []
-        for archiver in chosen:
-            runs = []
-            for i in range(args.repeat):
+        # Round-robin: repetition i of every archiver before repetition i+1 of any, so that load
+        # from other work on the machine spreads over all archivers instead of hitting one.
+        runs = dict((a.name, []) for a in chosen)
+        for i in range(args.repeat):
+            for archiver in chosen:
+                done = runs[archiver.name]
+                if done and done[-1]["seconds"] is None:
+                    continue  # it failed once: the others go on
                 log("%s: run %d/%d" % (archiver.name, i + 1, args.repeat))
                 try:
                     result, _run = run_archiver(ctx, archiver)
@@ -860,12 +875,11 @@ def main():
                     result = {"archiver": archiver.name, "label": archiver.label, "note": archiver.note,
                               "archive_command": "", "segments": ctx.n, "seconds": None,
                               "seconds_per_segment": None, "ok": False, "error": str(exc)[-2000:]}
-                    runs.append(result)
-                    break
-                log("%s: %.2f s, %.4f s/segment, ok=%s" % (archiver.name, result["seconds"],
-                                                          result["seconds_per_segment"], result["ok"]))
-                runs.append(result)
-            results.append(median_results(runs))
+                else:
+                    log("%s: %.2f s, %.4f s/segment, ok=%s" % (archiver.name, result["seconds"],
+                                                              result["seconds_per_segment"], result["ok"]))
+                done.append(result)
+        results = [median_results(runs[a.name]) for a in chosen]
         report["results"] = results
         fast = None
         if any(a.name.startswith("walrus") for a in chosen):

@@ -39,8 +39,13 @@ class S3Storage(Storage):
         addressing = settings.s3_addressing_style or ("path" if self.endpoint else "auto")
         if addressing not in ("path", "virtual", "auto"):
             raise StorageError("s3_addressing_style=%r: use path, virtual or auto" % addressing)
+        s3_options = {"addressing_style": addressing}
+        if (self.endpoint or "").lower().startswith("https://"):
+            # TLS already protects the body in transit: skip SigV4's SHA-256 of every body
+            # (about 6 ms of CPU per compressed WAL segment). Over plain http it stays signed.
+            s3_options["payload_signing_enabled"] = False
         config = botocore.config.Config(
-            s3={"addressing_style": addressing},
+            s3=s3_options,
             retries={"max_attempts": max(1, settings.s3_max_attempts), "mode": "standard"},
             connect_timeout=settings.s3_connect_timeout,
             read_timeout=settings.s3_read_timeout,
