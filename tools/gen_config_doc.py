@@ -69,7 +69,7 @@ def _cell(text):
 
 
 def _type_name(kind):
-    return {str: "string", int: "integer", bool: "boolean"}[kind]
+    return {str: "string", int: "integer", float: "number", bool: "boolean"}[kind]
 
 
 def _default(value):
@@ -149,7 +149,8 @@ def render():
         "quote a value that must contain ` #`.",
         "Keys are the setting names above (case does not matter); an unknown key",
         "is an error, so a typo is never silently ignored. A value may be wrapped in single or double",
-        "quotes, which are removed. Integers must not be negative; booleans are `true/false`,",
+        "quotes, which are removed. Integers and numbers (rates, which may have a fraction: `2.5`) must",
+        "not be negative; booleans are `true/false`,",
         "`yes/no`, `on/off` or `1/0`.",
         "",
         "```ini",

@@ -17,7 +17,7 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import catalog, codec, delta, pg, repolock, walnames
+from . import catalog, codec, delta, pg, ratelimit, repolock, walnames
 from .progress import ensure as _progress
 from .backups import NAME_RE, PREFIX, backup_key
 from .errors import ConfigError, UsageError, WalrusError, StorageError
@@ -131,17 +131,17 @@ def is_complete(storage, name):
     return storage.exists(backup_key(check_name(name), "sentinel.json"))
 
 
-def _tar_stream(members, entries, part_number, pages, progress=None):
+def _tar_stream(members, entries, part_number, pages, progress=None, read_limit=None):
     """Yield a tar stream of the given files, recording each in `entries`. A file that
     vanished is left out; one that shrank while read is padded with zeros to the size its
     header declared, and one that grew is cut there (WAL replay repairs both). In a delta
     backup, a relation file the base has becomes a delta member, or no member at all when
     no page changed (`pages`: delta.Pages, which also records every page's hash). `progress`
-    counts the bytes read from the data directory."""
+    counts the bytes read from the data directory; `read_limit` (ratelimit.py) paces the reads."""
     progress = _progress(progress)
     for rel, full, _planned in members:
         try:
-            handle = open(full, "rb")
+            handle = ratelimit.reader(open(full, "rb"), read_limit)
         except FileNotFoundError:
             continue
         with handle:
@@ -206,7 +206,8 @@ def upload_part(storage, settings, name, number, members, pages=None, progress=N
     entries = []
     encoder = codec.Encoder(settings.compression, settings.compression_level)
     key = "part-%05d.tar" % number
-    stream = _tar_stream(members, entries, number, pages or delta.Pages(), progress)
+    stream = _tar_stream(members, entries, number, pages or delta.Pages(), progress,
+                         ratelimit.bucket("read", getattr(settings, "max_read_rate", None)))
     stored = storage.put_stream(backup_key(name, key), _encoded(stream, encoder))
     return {"number": number, "key": key, "raw_size": encoder.raw_size, "stored_size": stored,
             "sha256": encoder.sha256}, entries
@@ -276,8 +277,9 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
         parts_plan = plan_parts(files, jobs, part_mb << 20)
         progress.start(sum(item[2] for members in parts_plan for item in members), "backup-push %s" % name)
         parts, entries = [], []
+        part_storage = ratelimit.limit_storage(storage, settings, upload=True)
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = [pool.submit(upload_part, storage, settings, name, i + 1, members, pages, progress)
+            futures = [pool.submit(upload_part, part_storage, settings, name, i + 1, members, pages, progress)
                        for i, members in enumerate(parts_plan)]
             try:
                 for future in futures:

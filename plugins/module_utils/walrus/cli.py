@@ -123,6 +123,7 @@ def build_parser():
     bpush.add_argument("--delta-max-chain", type=int, default=6, metavar="N",
                        help="most delta steps after a full backup; one more makes a full backup (default 6)")
     bpush.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_rate_flags(bpush, "read", "upload")
     _add_output_flags(bpush)
     _add_restore_parsers(sub, common)
     _add_retention_parsers(sub, common)
@@ -134,6 +135,16 @@ def build_parser():
     check.add_argument("--pgdata", help="data directory whose system identifier must match the repository (PGDATA)")
     check.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
+
+
+def _add_rate_flags(parser, *kinds):
+    """--max-read-rate / --max-upload-rate / --max-download-rate (ratelimit.py)."""
+    what = {"read": "reading the data directory", "upload": "sending the backup's parts to the repository",
+            "download": "receiving backup parts from the repository"}
+    for kind in kinds:
+        parser.add_argument("--max-%s-rate" % kind, type=float, dest="max_%s_rate" % kind, metavar="MB/S",
+                            help="at most this many MB/s (10^6 bytes) %s, all parallel workers together "
+                                 "(WALRUS_MAX_%s_RATE; default no limit)" % (what[kind], kind.upper()))
 
 
 def _add_output_flags(parser):
@@ -245,6 +256,7 @@ def _add_drill_parsers(sub, common):
     drill.add_argument("--timeout", type=int, default=3600, help="seconds allowed for recovery to end (default 3600)")
     _add_target_flags(drill)
     drill.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_rate_flags(drill, "download")
     canary = sub.add_parser(
         "drill-canary", parents=[common], help="write a canary row on the primary and wait until it is archived",
         description="Insert a row with a fresh token into public.walrus_drill_canary on the primary, switch WAL, and "
@@ -359,6 +371,8 @@ def _add_restore_parsers(sub, common):
     bverify.add_argument("--chain", action="store_true",
                          help="delta backup: also read and check every part of every backup of its chain")
     bverify.add_argument("--json", action="store_true", help="print the result as JSON (also when it fails)")
+    _add_rate_flags(bverify, "download")
+    _add_rate_flags(bfetch, "download")
     _add_output_flags(bfetch)
 
 
@@ -463,7 +477,8 @@ def cmd_wal_verify(args):
 
 def _settings(args):
     explicit = {}
-    for name in ("repo", "config", "compression", "upload_concurrency", "lookahead", "prefetch"):
+    for name in ("repo", "config", "compression", "upload_concurrency", "lookahead", "prefetch",
+                 "max_read_rate", "max_upload_rate", "max_download_rate"):
         explicit[name] = getattr(args, name, None)
     return config.load(explicit)
 

@@ -35,7 +35,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from . import backups, catalog, codec, tarstream, writeback
+from . import backups, catalog, codec, ratelimit, tarstream, writeback
 from .errors import IntegrityError, NotFound, StorageError, UsageError, WalrusError
 from .progress import ensure as _progress
 from .storage import open_storage
@@ -624,7 +624,7 @@ def fetch_backup(settings, name, target_dir, tablespace_map=None, jobs=4, recove
     target = os.path.abspath(target_dir)
     conf = recovery_settings(recovery, restore_command or default_restore_command(settings))
     conf += checked_server_settings(server_settings)
-    storage = storage or open_storage(settings)
+    storage = ratelimit.limit_storage(storage or open_storage(settings), settings, download=True)
     sentinel = _choose(storage, name, conf)
     manifest = backups.read_manifest(storage, sentinel)
     identity = catalog.read_identity(storage)

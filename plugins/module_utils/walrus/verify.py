@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import backups, catalog, codec, delta, restore, walnames
+from . import backups, catalog, codec, delta, ratelimit, restore, walnames
 from .errors import IntegrityError, NotFound, UsageError, WalrusError
 from .storage import open_storage
 
@@ -223,7 +223,7 @@ def verify_backup(settings, name, jobs=4, chain=False, storage=None):
     bytes, stored_bytes, wal, chain, checked, not_checked, seconds}. NotFound when there is no
     such complete backup (with the names there are); failure(result) is the IntegrityError."""
     started = time.monotonic()
-    storage = storage or open_storage(settings)
+    storage = ratelimit.limit_storage(storage or open_storage(settings), settings, download=True)
     sentinel = backups.resolve(storage, name)
     name = sentinel["name"]
     problems = _Problems()
