@@ -129,6 +129,7 @@ def build_parser():
     _add_retention_parsers(sub, common)
     _add_drill_parsers(sub, common)
     _add_monitoring_parsers(sub, common)
+    _add_standby_parser(sub, common)
     check = sub.add_parser("check", parents=[common], help="check the repository: reachable, credentials, identity",
                            description="Check that the repository is reachable with the configured credentials and, "
                                        "given a data directory, that it belongs to that cluster.")
@@ -335,14 +336,30 @@ def _add_restore_parsers(sub, common):
     _add_target_flags(bfetch)
     bfetch.add_argument("--tablespace-map", action="append", default=[], metavar="OID=DIR",
                         help="restore tablespace OID into DIR instead of its original location (repeatable)")
-    bfetch.add_argument("--standby", action="store_true", help="write standby.signal instead of recovery.signal")
+    bfetch.add_argument("--standby", action="store_true",
+                        help="write standby.signal instead of recovery.signal: a hot standby fed from the archive "
+                             "(and from its primary with --primary-conninfo); it stays one until promoted on purpose")
+    bfetch.add_argument("--primary-conninfo", metavar="CONNINFO",
+                        help="with --standby: stream from this primary once the archive is replayed, e.g. "
+                             "'host=db1 port=5432 user=replicator application_name=db2' (no password: see "
+                             "--primary-passfile)")
+    bfetch.add_argument("--primary-slot-name", metavar="SLOT",
+                        help="with --primary-conninfo: the primary's physical replication slot (primary_slot_name)")
+    bfetch.add_argument("--primary-passfile", metavar="FILE",
+                        help="libpq password file named in primary_conninfo (passfile=); walrus writes it (mode 0600) "
+                             "when WALRUS_PRIMARY_PASSWORD or primary_password in the config file holds the password, "
+                             "else it must exist. Without it libpq uses PGPASSFILE or ~/.pgpass of the server's user")
+    bfetch.add_argument("--primary-password-stdin", action="store_true",
+                        help="read the replication password from the first line of standard input (for scripts and "
+                             "Ansible; instead of WALRUS_PRIMARY_PASSWORD) and write it into --primary-passfile")
     bfetch.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="server_settings",
                         help="a server setting to write with the recovery settings, e.g. port=5433 (repeatable)")
     bfetch.add_argument("--no-archiving", action="store_true",
                         help="write archive_mode = off, so the restored cluster does not archive into the repository")
     bfetch.add_argument("--start", action="store_true",
                         help="start PostgreSQL on TARGETDIR with pg_ctl and wait until recovery has ended "
-                             "(promoted, paused or shut down at the target)")
+                             "(promoted, paused or shut down at the target); with --standby, until the standby "
+                             "accepts read-only connections")
     bfetch.add_argument("--pg-bindir", metavar="DIR", help="PostgreSQL bin directory, for --start")
     bfetch.add_argument("--wait-timeout", type=int, default=3600, metavar="SECONDS",
                         help="with --start: how long recovery may take (default 3600)")
@@ -565,6 +582,19 @@ def _backup_fetch(args, progress):
     server_settings = _pairs(args.server_settings, "--set")
     if args.no_archiving:
         server_settings["archive_mode"] = "off"
+    settings = _settings(args)
+    if args.primary_conninfo or args.primary_slot_name or args.primary_passfile or args.primary_password_stdin:
+        from . import standby
+        if not args.standby:
+            raise UsageError("--primary-conninfo, --primary-slot-name and --primary-passfile need --standby")
+        standby.checked_server_settings(server_settings)
+        password = settings.primary_password
+        if args.primary_password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        server_settings.update(standby.primary_settings(args.primary_conninfo, args.primary_slot_name,
+                                                        args.primary_passfile, password))
+    # The servers started below (--start) and their restore_command must not inherit the password.
+    os.environ.pop("WALRUS_PRIMARY_PASSWORD", None)
     if args.start:
         from . import server
         if not args.pg_bindir:
@@ -573,12 +603,15 @@ def _backup_fetch(args, progress):
         if os.geteuid() == 0:
             raise UsageError("--start: PostgreSQL cannot run as root; run backup-fetch as the PostgreSQL OS user")
     try:
-        result = restore.fetch_backup(_settings(args), args.name, args.target, tablespace_map=spaces, jobs=args.jobs,
+        result = restore.fetch_backup(settings, args.name, args.target, tablespace_map=spaces, jobs=args.jobs,
                                       recovery=recovery, standby=args.standby, overwrite=args.overwrite,
                                       server_settings=server_settings, progress=progress)
     except NotFound as exc:
         raise UsageError(str(exc))  # no such backup: the caller named the wrong one
-    if args.start:
+    if args.start and args.standby:
+        from . import standby
+        result["server"] = standby.start(result["target"], args.pg_bindir, timeout=args.wait_timeout)
+    elif args.start:
         result["server"] = server.start_and_recover(result["target"], args.pg_bindir, timeout=args.wait_timeout)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
@@ -588,7 +621,10 @@ def _backup_fetch(args, progress):
                                                       result["seconds"], result["signal"]))
         for key, value in sorted(result["recovery"].items()):
             sys.stdout.write("  %s = %s\n" % (key, value))
-        if result.get("server"):
+        if result.get("server", {}).get("state") == "standby":
+            sys.stdout.write("started as a hot standby (%(source)s, replayed to %(replay_lsn)s) on port %(port)s; log "
+                             "%(logfile)s\n" % result["server"])
+        elif result.get("server"):
             sys.stdout.write("started: recovery ended (%(state)s) on timeline %(timeline)s at %(replay_lsn)s after "
                              "%(seconds).1f s; log %(logfile)s\n" % result["server"])
         if os.geteuid() == 0:
@@ -737,6 +773,41 @@ def cmd_backup_verify(args):
 
 
 COMMANDS["backup-verify"] = cmd_backup_verify
+
+
+def cmd_standby_status(args):
+    import json
+    from . import standby
+    conninfo = dict(_conninfo(args), connect_timeout=10)
+    state = standby.wait(conninfo, streaming=args.wait_streaming is not None,
+                         timeout=args.wait_streaming if args.wait_streaming is not None else 0)
+    if args.json:
+        sys.stdout.write(json.dumps(state, indent=2, sort_keys=True) + "\n")
+    else:
+        receiver = state["receiver"] or {}
+        sys.stdout.write("standby: %s%s; received %s, replayed %s (last transaction %s, replay delay %.1f s)\n" % (
+            state["source"], " from %s:%s slot %s" % (receiver.get("sender_host"), receiver.get("sender_port"),
+                                                      receiver.get("slot_name") or "-") if receiver else "",
+            state["receive_lsn"] or "-", state["replay_lsn"] or "-", state["last_replay_time"] or "-",
+            state["replay_delay_seconds"]))
+    return 0
+
+
+def _add_standby_parser(sub, common):
+    status = sub.add_parser(
+        "standby-status", parents=[common], help="is this standby streaming or replaying the archive, and how far?",
+        description="Connect to a hot standby and report where its WAL comes from (streaming from the primary, or "
+                    "the archive), what it has received and replayed, and how old the last replayed transaction is "
+                    "while WAL waits to be replayed. Exits 2 when the server is not a standby (promoted). The lag "
+                    "in bytes and seconds as the primary sees it is in pg_stat_replication (the "
+                    "walrus.postgres.replication module reports it).")
+    _add_connection_flags(status, "any user")
+    status.add_argument("--wait-streaming", type=int, metavar="SECONDS",
+                        help="wait up to SECONDS until the standby streams from its primary; exit 3 if it does not")
+    status.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+COMMANDS["standby-status"] = cmd_standby_status
 
 
 def main(argv=None):

@@ -27,6 +27,7 @@ SETTINGS = {
     "max_read_rate": (float, None, "backup-push: most MB/s (10^6 bytes) read from the data directory, all parallel workers together (unset or 0: no limit)."),
     "max_upload_rate": (float, None, "backup-push: most MB/s sent to the repository for the backup's parts, all parallel uploads together (WAL archiving is never throttled)."),
     "max_download_rate": (float, None, "backup-fetch, backup-verify, drill: most MB/s received from the repository for backup parts, all parallel downloads together (wal-fetch is never throttled)."),
+    "primary_password": (str, None, "backup-fetch --standby: the replication password walrus writes into the --primary-passfile (mode 0600) named in primary_conninfo. **Secret**: environment or a mode 0600 config file only."),
     "lookahead": (int, 16, "wal-push: how many .ready WAL files the background pusher stores at once, ahead of PostgreSQL's calls (0 turns look-ahead off)."),
     "prefetch": (int, 8, "wal-fetch: how many following segments to fetch ahead in the background (0 turns prefetch off)."),
     "fetch_retry_seconds": (int, 60, "wal-fetch: how long to keep retrying when the repository cannot be read (a missing file is never retried)."),
@@ -53,7 +54,7 @@ AWS_SETTINGS = {
     "aws_endpoint_url": ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"),
     "aws_ca_bundle": ("AWS_CA_BUNDLE",),
 }
-SECRET_KEYS = frozenset(("aws_secret_access_key", "aws_session_token"))
+SECRET_KEYS = frozenset(("aws_secret_access_key", "aws_session_token", "primary_password"))
 
 
 class Settings(object):
