@@ -18,7 +18,7 @@ description:
     that password. The password is hashed (SCRAM-SHA-256) by the module before it is sent, so neither the server
     log nor C(pg_stat_activity) sees it in clear; an unchanged password is not rewritten.
   - With O(reload=true), reloads the server configuration (C(pg_reload_conf())), e.g. after a C(pg_hba.conf) entry
-    was added with M(ansible.builtin.lineinfile) at RV(settings.hba_file).
+    was added with M(ansible.builtin.lineinfile) at the C(hba_file) of RV(settings).
   - Always returns the replication facts of the primary, among them each streaming standby's replay lag in bytes
     and seconds (from C(pg_stat_replication)).
   - Does not take the repository options; it is not in the C(walrus.postgres.walrus) action group.
@@ -81,7 +81,6 @@ requirements:
   - psycopg2
 seealso:
   - module: walrus.postgres.restore
-  - role: walrus.postgres.standby
 notes:
   - The C(walrus.postgres.standby) role uses it to prepare the primary, then to report the standby's lag.
 """

@@ -24,10 +24,15 @@ SETTINGS = {
     "compression": (str, "lz4", "Compression for new objects: lz4, zstd or none."),
     "compression_level": (int, None, "Compression level (codec default when unset)."),
     "upload_concurrency": (int, 4, "Parallel uploads/downloads of one walrus process."),
-    "max_read_rate": (float, None, "backup-push: most MB/s (10^6 bytes) read from the data directory, all parallel workers together (unset or 0: no limit)."),
-    "max_upload_rate": (float, None, "backup-push: most MB/s sent to the repository for the backup's parts, all parallel uploads together (WAL archiving is never throttled)."),
-    "max_download_rate": (float, None, "backup-fetch, backup-verify, drill: most MB/s received from the repository for backup parts, all parallel downloads together (wal-fetch is never throttled)."),
-    "primary_password": (str, None, "backup-fetch --standby: the replication password walrus writes into the --primary-passfile (mode 0600) named in primary_conninfo. **Secret**: environment or a mode 0600 config file only."),
+    "max_read_rate": (float, None, "backup-push: most MB/s (10^6 bytes) read from the data directory, "
+                                   "all parallel workers together (unset or 0: no limit)."),
+    "max_upload_rate": (float, None, "backup-push: most MB/s sent to the repository for the backup's parts, "
+                                     "all parallel uploads together (WAL archiving is never throttled)."),
+    "max_download_rate": (float, None, "backup-fetch, backup-verify, drill: most MB/s received from the repository "
+                                       "for backup parts, all parallel downloads together (wal-fetch is never throttled)."),
+    "primary_password": (str, None, "backup-fetch --standby: the replication password walrus writes into the "
+                                    "--primary-passfile (mode 0600) named in primary_conninfo. **Secret**: "
+                                    "environment or a mode 0600 config file only."),
     "lookahead": (int, 16, "wal-push: how many .ready WAL files the background pusher stores at once, ahead of PostgreSQL's calls (0 turns look-ahead off)."),
     "prefetch": (int, 8, "wal-fetch: how many following segments to fetch ahead in the background (0 turns prefetch off)."),
     "fetch_retry_seconds": (int, 60, "wal-fetch: how long to keep retrying when the repository cannot be read (a missing file is never retried)."),
@@ -93,7 +98,7 @@ def _convert(name, kind, raw, where):
         value = kind(raw)
     except (TypeError, ValueError):
         raise ConfigError("%s: %s=%r is not %s" % (where, name, raw, "an integer" if kind is int else "a number"))
-    if value != value or value in (float("inf"), float("-inf")):
+    if not abs(value) < float("inf"):  # NaN compares false with everything
         raise ConfigError("%s: %s=%r is not a finite number" % (where, name, raw))
     if value < 0:
         raise ConfigError("%s: %s=%r must not be negative" % (where, name, raw))
