@@ -7,6 +7,8 @@ guesses and detects any corruption or truncation.
     body              the raw content, compressed as the header says
     trailer 48 bytes  b"WLRS-END" | raw length (uint64 little-endian) | SHA-256 of the raw content
 
+Encryption (id 1) wraps everything after the header; encryption.py and the storage layer
+storage/encrypted.py do it, so this module only ever sees encryption id 0.
 docs/repository-format.md describes it for other readers. Codec libraries are imported
 when first used: this module is imported on paths that must stay light.
 """
@@ -169,7 +171,10 @@ def _parse_header(head, name):
     if comp_id not in COMPRESSION_NAMES:
         raise IntegrityError("object %s uses compression id %d, unknown to this walrus" % (name, comp_id))
     if enc_id != ENCRYPTION_NONE:
-        raise IntegrityError("object %s is encrypted (id %d), which this walrus cannot read" % (name, enc_id))
+        # Encrypted objects are decrypted by the storage layer (storage/encrypted.py) before
+        # they get here; one that arrives still encrypted was read around it.
+        raise IntegrityError("object %s is encrypted (encryption id %d): read it through walrus's storage with "
+                             "the encryption key configured" % (name, enc_id))
     return COMPRESSION_NAMES[comp_id]
 
 

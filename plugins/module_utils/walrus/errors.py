@@ -59,3 +59,7 @@ class LockBusy(WalrusError):
     """Another backup-push or delete holds the repository lock (repolock.py)."""
 
     exit_code = EXIT_BUSY
+
+
+class EncryptionKeyMissing(ConfigError):
+    """An object is encrypted with a key that is not configured (named by its key id)."""

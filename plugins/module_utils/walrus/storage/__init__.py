@@ -31,9 +31,13 @@ def parse_repo_url(url):
 
 
 def open_storage(settings):
+    """The repository's storage, behind the client-side encryption layer (storage/encrypted.py)."""
+    from ..keys import keyring
+    from .encrypted import EncryptedStorage
+    ring = keyring(settings)  # bad key settings fail here, before anything is read or written
     kind, where, prefix = parse_repo_url(settings.repo)
     if kind == "s3":
         from .s3 import S3Storage
-        return S3Storage(where, prefix, settings)
+        return EncryptedStorage(S3Storage(where, prefix, settings), ring)
     from .fs import FsStorage
-    return FsStorage(where)
+    return EncryptedStorage(FsStorage(where), ring)
