@@ -11,7 +11,7 @@ import json
 import re
 
 from . import codec
-from .errors import IntegrityError, NotFound, WalrusError
+from .errors import EncryptionKeyMissing, IntegrityError, NotFound, WalrusError
 
 PREFIX = "basebackups/"
 SENTINEL = "sentinel.json"
@@ -85,6 +85,8 @@ def list_backups(storage, problems=None):
             found.append(read_sentinel(storage, name))
         except NotFound:
             continue  # deleted while we listed
+        except EncryptionKeyMissing:
+            raise  # not one bad backup: LATEST must not quietly mean an older one
         except WalrusError as exc:
             if problems is None:
                 raise
