@@ -87,6 +87,31 @@ options:
       - CA certificate bundle (PEM) on the target host to verify the S3 server's TLS certificate.
     type: path
     aliases: [ca_bundle]
+  encryption_key:
+    description:
+      - Client-side encryption key (AES-256-GCM): 64 hex digits or the base64 of 32 bytes, for example from
+        C(openssl rand -hex 32). It is never logged or returned.
+      - New objects are encrypted with it; objects it encrypted are decrypted with it.
+      - When not set, E(WALRUS_ENCRYPTION_KEY) applies, then the C(encryption_key) or C(encryption_key_file) key
+        of the walrus config file; with no key at all, new objects are not encrypted and encrypted objects
+        cannot be read (the error names the object and the key id it needs).
+      - Prefer the config file of mode V(0600) that the C(walrus.postgres.archiving) role writes over passing the key in a play.
+    type: str
+  encryption_key_file:
+    description:
+      - Instead of O(encryption_key), a file on the target host holding the key; it must not be readable by group or others.
+    type: path
+  encryption_old_keys:
+    description:
+      - Keys used before the current one (key rotation), still used to decrypt the objects they encrypted.
+        They are never logged or returned.
+    type: list
+    elements: str
+  encryption_old_key_files:
+    description:
+      - Files on the target host holding older keys (mode V(0600)).
+    type: list
+    elements: path
 notes:
   - The walrus engine runs on the target host, which needs Python with C(boto3) (for S3 repositories) and C(lz4)
     (and C(zstandard) for zstd objects); see the collection's C(requirements.txt).
@@ -95,6 +120,7 @@ notes:
 requirements:
   - boto3 >= 1.36 (S3 repositories only)
   - lz4 >= 4.0
+  - cryptography >= 3.4 (client-side encryption only)
 """
 
     # Options that only matter when new objects are written to the repository.

@@ -31,6 +31,10 @@ REPOSITORY_ARGS = dict(
     aws_region=dict(type="str", aliases=["region"]),
     aws_endpoint_url=dict(type="str", aliases=["endpoint_url"]),
     aws_ca_bundle=dict(type="path", aliases=["ca_bundle"]),
+    encryption_key=dict(type="str", no_log=True),
+    encryption_key_file=dict(type="path", no_log=False),
+    encryption_old_keys=dict(type="list", elements="str", no_log=True),
+    encryption_old_key_files=dict(type="list", elements="path", no_log=False),
 )
 
 # Keep in step with the WRITE fragment.
@@ -86,7 +90,9 @@ def load_settings(module, **fixed):
     explicit = {}
     for name in list(REPOSITORY_ARGS) + list(WRITE_ARGS):
         if name in module.params:
-            explicit[name] = module.params[name]
+            value = module.params[name]
+            # List options are the engine's comma-separated settings (encryption_old_keys ...).
+            explicit[name] = ",".join(value) if isinstance(value, list) else value
     explicit.update(fixed)
     return config.load(explicit)
 

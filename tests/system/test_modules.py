@@ -258,28 +258,32 @@ def test_push_conflict_and_bad_input(fs_repo, cluster_factory, playbook, workdir
 
 
 def test_secrets_stay_out_of_output(s3_repo, cluster_factory, playbook, workdir):
-    """The S3 secret is passed as a module option, and appears nowhere in verbose output."""
+    """The S3 secret and encryption keys are passed as module options, and appear nowhere in verbose output."""
     name, path = make_segment(cluster_factory)[:2]
     secret = s3_repo.env["AWS_SECRET_ACCESS_KEY"]
     token = "walrus-test-session-token-f00d"
-    options = dict(s3_options(s3_repo), repo=s3_repo.url)
-    # Explicit options on each task (no module_defaults), plus a bogus session token on a
-    # task that must fail, so that a failure result is checked too.
+    key, old_key, wrong_key = (os.urandom(32).hex() for _ in range(3))
+    options = dict(s3_options(s3_repo), repo=s3_repo.url, encryption_key=key)
+    # Explicit options on each task (no module_defaults), plus a bogus session token and a
+    # wrong encryption key on tasks that must fail, so that failure results are checked too.
     results = playbook.run([
         {"walrus.postgres.wal_push": dict(options, path=path)},
-        {"walrus.postgres.wal_fetch": dict(options, name=name, dest=workdir + "/")},
+        {"walrus.postgres.wal_fetch": dict(options, name=name, dest=workdir + "/", encryption_old_keys=[old_key])},
         {"walrus.postgres.wal_fetch": dict(options, name=name, dest=workdir + "/token", aws_session_token=token)},
+        {"walrus.postgres.wal_fetch": dict(options, name=name, dest=workdir + "/wrong", encryption_key=wrong_key)},
     ], verbosity=3)
-    pushed, fetched, with_token = results
+    pushed, fetched, with_token, with_wrong_key = results
     assert pushed["changed"] is True and fetched["changed"] is True, results
     assert with_token["failed"] is True and with_token["error_kind"] == "storage", with_token
+    assert with_wrong_key["failed"] is True and with_wrong_key["error_kind"] == "usage", with_wrong_key
+    assert "is encrypted with key id" in with_wrong_key["msg"] and name in with_wrong_key["msg"], with_wrong_key
+    assert s3_repo.read("wal/00000001/" + name)[8] == 1  # the module's key encrypted it
     output = playbook.last.stdout + playbook.last.stderr
     assert "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER" in output  # the invocation was printed, masked
-    assert secret not in output
-    assert token not in output
     with open(os.path.join(playbook.dir, "results-%d.json" % playbook.runs)) as handle:
         registered = handle.read()
-    assert secret not in registered and token not in registered
+    for hidden in (secret, token, key, old_key, wrong_key):
+        assert hidden not in output and hidden not in registered
 
 
 def test_backup_module_check_mode_idempotent_by_name(repo, cluster_factory, playbook):
