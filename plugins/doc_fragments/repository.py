@@ -89,7 +89,7 @@ options:
     aliases: [ca_bundle]
   encryption_key:
     description:
-      - Client-side encryption key (AES-256-GCM): 64 hex digits or the base64 of 32 bytes, for example from
+      - Client-side encryption key (AES-256-GCM), 64 hex digits or the base64 of 32 bytes, for example from
         C(openssl rand -hex 32). It is never logged or returned.
       - New objects are encrypted with it; objects it encrypted are decrypted with it.
       - When not set, E(WALRUS_ENCRYPTION_KEY) applies, then the C(encryption_key) or C(encryption_key_file) key

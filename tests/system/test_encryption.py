@@ -20,7 +20,7 @@ from walrus.errors import IntegrityError, StorageError
 from walrus.storage import open_storage, s3
 from tools.pgcluster import as_postgres
 
-KEY_A, KEY_B, KEY_C = (os.urandom(32).hex() for _ in range(3))
+KEY_A, KEY_B, KEY_C = [os.urandom(32).hex() for _unused in range(3)]
 
 
 def key_id(hex_key):

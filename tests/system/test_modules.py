@@ -262,7 +262,7 @@ def test_secrets_stay_out_of_output(s3_repo, cluster_factory, playbook, workdir)
     name, path = make_segment(cluster_factory)[:2]
     secret = s3_repo.env["AWS_SECRET_ACCESS_KEY"]
     token = "walrus-test-session-token-f00d"
-    key, old_key, wrong_key = (os.urandom(32).hex() for _ in range(3))
+    key, old_key, wrong_key = [os.urandom(32).hex() for _unused in range(3)]
     options = dict(s3_options(s3_repo), repo=s3_repo.url, encryption_key=key)
     # Explicit options on each task (no module_defaults), plus a bogus session token and a
     # wrong encryption key on tasks that must fail, so that failure results are checked too.

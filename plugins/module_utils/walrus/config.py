@@ -47,7 +47,9 @@ SETTINGS = {
     "s3_connect_timeout": (int, 10, "S3 connect timeout, seconds."),
     "s3_read_timeout": (int, 60, "S3 read timeout, seconds."),
     "lock_wait": (int, 0, "backup-push and delete --confirm: seconds to wait while another run holds the repository lock (0: refuse at once, exit 8)."),
-    "encryption_key": (str, None, "Client-side encryption (AES-256-GCM) of every object written: the key, 64 hex digits (`openssl rand -hex 32`) or base64 of 32 bytes. A secret: environment or config file only, never a flag. Unset: new objects are not encrypted."),
+    "encryption_key": (str, None, "Client-side encryption (AES-256-GCM) of every object written: the key, 64 hex digits "
+                                  "(`openssl rand -hex 32`) or base64 of 32 bytes. A secret: environment or config file "
+                                  "only, never a flag. Unset: new objects are not encrypted."),
     "encryption_key_file": (str, None, "Instead of encryption_key: a file holding the key (mode 0600; walrus refuses one readable by others)."),
     "encryption_old_keys": (str, None, "Older keys, still used to decrypt objects they encrypted (key rotation); separated by commas or spaces. A secret."),
     "encryption_old_key_files": (str, None, "Files holding older keys (mode 0600), separated by commas or spaces."),
