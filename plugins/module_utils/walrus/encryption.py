@@ -62,25 +62,51 @@ def _check_plain_header(head, name):
         raise IntegrityError("refusing to store %s: it is not an unencrypted walrus object" % name)
 
 
+class _Records(object):
+    """Cuts a byte stream into records of `size` bytes, always holding the latest one back
+    (1 to `size` bytes, or none yet): only at the end is it known to be the final record."""
+
+    def __init__(self, size):
+        self.size = size
+        self.held = bytearray()
+
+    def feed(self, chunk):
+        """The records completed by `chunk` that are followed by at least one more byte."""
+        size, held, out = self.size, self.held, []
+        view = memoryview(chunk)
+        if held:
+            need = size - len(held)
+            if len(view) <= need:
+                held += view
+                return out
+            held += view[:need]
+            out.append(bytes(held))
+            del held[:]
+            view = view[need:]
+        while len(view) > size:
+            out.append(bytes(view[:size]))
+            view = view[size:]
+        held += view
+        return out
+
+
 class Sealer(object):
     """Encrypt one object given as chunks of its unencrypted form (header, body, trailer)."""
 
     def __init__(self, key, name, record_size=RECORD_SIZE):
         self.name = name
         self._key = key
-        self._record_size = record_size
-        self._buf = bytearray()
+        self._head = bytearray()
+        self._records = _Records(record_size)
         self._prefix = None
         self._cipher = None
         self._index = 0
 
-    def _start(self):
-        head = bytes(self._buf[:codec.HEADER.size])
+    def _start(self, head):
         _check_plain_header(head, self.name)
-        del self._buf[:codec.HEADER.size]
         salt = os.urandom(32)
         self._prefix = (head[:8] + bytes((ENCRYPTION_AES256_GCM,)) + head[9:]
-                        + ENVELOPE.pack(key_id(self._key), salt, self._record_size))
+                        + ENVELOPE.pack(key_id(self._key), salt, self._records.size))
         self._cipher = _aesgcm()(object_key(self._key, salt))
         return self._prefix
 
@@ -90,35 +116,36 @@ class Sealer(object):
         self._index += 1
         return out
 
-    def update(self, chunk):
-        self._buf += chunk
+    def _pieces(self, chunk):
         out = []
         if self._prefix is None:
-            if len(self._buf) < codec.HEADER.size:
-                return b""
-            out.append(self._start())
-        # Hold back at least one byte: the last record must carry the final flag.
-        size = self._record_size
-        while len(self._buf) > size:
-            out.append(self._record(bytes(self._buf[:size]), False))
-            del self._buf[:size]
-        return b"".join(out)
+            self._head += chunk
+            if len(self._head) < codec.HEADER.size:
+                return out
+            out.append(self._start(bytes(self._head[:codec.HEADER.size])))
+            chunk, self._head = bytes(self._head[codec.HEADER.size:]), None
+        out.extend(self._record(plain, False) for plain in self._records.feed(chunk))
+        return out
+
+    def update(self, chunk):
+        return b"".join(self._pieces(chunk))
+
+    def _final_pieces(self):
+        out = self._pieces(b"")
+        if self._prefix is None:
+            raise IntegrityError("refusing to store %s: it is not a walrus object" % self.name)
+        out.append(self._record(bytes(self._records.held), True))
+        return out
 
     def finish(self):
-        if self._prefix is None:
-            if len(self._buf) < codec.HEADER.size:
-                raise IntegrityError("refusing to store %s: it is not a walrus object" % self.name)
-            head = self._start()
-        else:
-            head = b""
-        return head + self._record(bytes(self._buf), True)
+        return b"".join(self._final_pieces())
 
     def stream(self, chunks):
         for chunk in chunks:
-            out = self.update(chunk)
-            if out:
-                yield out
-        yield self.finish()
+            for piece in self._pieces(chunk):
+                yield piece
+        for piece in self._final_pieces():
+            yield piece
 
 
 def seal(key, data, name, record_size=RECORD_SIZE):
@@ -134,45 +161,46 @@ class Opener(object):
     def __init__(self, keyring, name):
         self.name = name
         self._keyring = keyring
-        self._buf = bytearray()
+        self._head = bytearray()
         self._state = "header"
+        self._records = None
         self._index = 0
 
     def _begin(self):
-        """Parse header and envelope once enough bytes are there; returns the header to
-        pass on, or None to wait for more."""
+        """Parse header and envelope once enough bytes are there. Returns the header to pass
+        on (b"" for an unencrypted object), or None to wait for more."""
+        head = self._head
         if self._state == "header":
-            if len(self._buf) < codec.HEADER.size:
+            if len(head) < codec.HEADER.size:
                 return None
-            magic, _version, _compression, encryption = codec.HEADER.unpack(bytes(self._buf[:codec.HEADER.size]))
+            magic, _version, _compression, encryption = codec.HEADER.unpack(bytes(head[:codec.HEADER.size]))
             if magic != codec.MAGIC or encryption == codec.ENCRYPTION_NONE:
                 self._state = "plain"  # codec.Decoder checks and reports everything about it
                 return b""
             if encryption != ENCRYPTION_AES256_GCM:
                 raise IntegrityError("object %s uses encryption id %d, unknown to this walrus" % (self.name, encryption))
             self._state = "envelope"
-        if len(self._buf) < PREFIX_SIZE:
+        if len(head) < PREFIX_SIZE:
             return None
-        self._prefix = bytes(self._buf[:PREFIX_SIZE])
-        wanted, _salt, record_size = ENVELOPE.unpack(self._prefix[codec.HEADER.size:])
+        self._prefix = bytes(head[:PREFIX_SIZE])
+        wanted, salt, record_size = ENVELOPE.unpack(self._prefix[codec.HEADER.size:])
         if not MIN_RECORD_SIZE <= record_size <= MAX_RECORD_SIZE:
             raise IntegrityError("object %s is corrupt: encryption record size %d" % (self.name, record_size))
         key = self._keyring.find(wanted)
         if key is None:
             raise missing_key_error(self._keyring, self.name, wanted)
-        self._cipher = _aesgcm()(object_key(key, _salt))
-        self._record_ct = record_size + TAG_SIZE
-        del self._buf[:PREFIX_SIZE]
+        self._cipher = _aesgcm()(object_key(key, salt))
+        self._records = _Records(record_size + TAG_SIZE)
         self._state = "records"
         return self._prefix[:8] + bytes((codec.ENCRYPTION_NONE,)) + self._prefix[9:codec.HEADER.size]
 
     def _open(self, record, final):
         from cryptography.exceptions import InvalidTag
-        aad = self._prefix + RECORD_AAD.pack(self._index, 1 if final else 0)
         try:
-            plain = self._cipher.decrypt(NONCE.pack(self._index), record, aad)
+            plain = self._cipher.decrypt(NONCE.pack(self._index), record,
+                                         self._prefix + RECORD_AAD.pack(self._index, 1 if final else 0))
         except InvalidTag:
-            if final and self._index_opens_as_middle(record):
+            if final and self._opens_as_middle(record):
                 raise IntegrityError("object %s is truncated: it ends after encrypted record %d, which is not "
                                      "its final record" % (self.name, self._index))
             raise IntegrityError("object %s fails authentication at encrypted record %d: it was altered, or "
@@ -181,59 +209,62 @@ class Opener(object):
         self._index += 1
         return plain
 
-    def _index_opens_as_middle(self, record):
+    def _opens_as_middle(self, record):
         from cryptography.exceptions import InvalidTag
         try:
-            self._cipher.decrypt(NONCE.pack(self._index), record,
-                                 self._prefix + RECORD_AAD.pack(self._index, 0))
+            self._cipher.decrypt(NONCE.pack(self._index), record, self._prefix + RECORD_AAD.pack(self._index, 0))
             return True
         except InvalidTag:
             return False
 
-    def update(self, chunk):
-        self._buf += chunk
-        if self._state == "plain":
-            out = bytes(self._buf)
-            del self._buf[:]
-            return out
+    def _pieces(self, chunk):
         out = []
-        if self._state != "records":
+        if self._state in ("header", "envelope"):
+            self._head += chunk
             head = self._begin()
             if head is None:
-                return b""
-            out.append(head)
+                return out
+            rest = bytes(self._head[len(self._prefix) if self._state == "records" else 0:])
+            self._head = None
             if self._state == "plain":
-                return self.update(b"")
-        size = self._record_ct
-        while len(self._buf) > size:
-            out.append(self._open(bytes(self._buf[:size]), False))
-            del self._buf[:size]
-        return b"".join(out)
+                return [rest]
+            out.append(head)
+            chunk = rest
+        if self._state == "plain":
+            return [chunk] if chunk else out
+        out.extend(self._open(record, False) for record in self._records.feed(chunk))
+        return out
+
+    def update(self, chunk):
+        return b"".join(self._pieces(chunk))
+
+    def _final_pieces(self):
+        out = self._pieces(b"")
+        if self._state == "plain":
+            return out
+        if self._state == "envelope":
+            raise IntegrityError("object %s is truncated: %d bytes, too short for its encryption envelope"
+                                 % (self.name, len(self._head)))
+        if self._state == "header":
+            return [bytes(self._head)]  # too short for a header: codec.Decoder says so
+        held = bytes(self._records.held)
+        if len(held) < TAG_SIZE:
+            raise IntegrityError("object %s is truncated: its last encrypted record is %d bytes, shorter than "
+                                 "its authentication tag" % (self.name, len(held)))
+        out.append(self._open(held, True))
+        return out
 
     def finish(self):
-        if self._state == "plain":
-            return b""
-        head = b""
-        if self._state != "records":
-            head = self._begin()
-            if head is None and self._state == "envelope":
-                raise IntegrityError("object %s is truncated: %d bytes, too short for its encryption envelope"
-                                     % (self.name, len(self._buf)))
-            if head is None or self._state == "plain":
-                return bytes(self._buf)  # not encrypted, or too short for a header: codec.Decoder says so
-        if len(self._buf) < TAG_SIZE:
-            raise IntegrityError("object %s is truncated: its last encrypted record is %d bytes, shorter than "
-                                 "its authentication tag" % (self.name, len(self._buf)))
-        return head + self._open(bytes(self._buf), True)
+        return b"".join(self._final_pieces())
 
     def stream(self, chunks):
         for chunk in chunks:
-            out = self.update(chunk)
-            if out:
-                yield out
-        out = self.finish()
-        if out:
-            yield out
+            for piece in self._pieces(chunk):
+                if piece:
+                    yield piece
+        for piece in self._final_pieces():
+            if piece:
+                yield piece
 
 
 def open_object(keyring, data, name):
