@@ -8,7 +8,7 @@ import threading
 
 
 class ArgvWatcher(object):
-    def __init__(self, needles, interval=0.01):
+    def __init__(self, needles, interval=0.02):
         self.needles = [n.encode() if isinstance(n, str) else n for n in needles]
         self.interval = interval
         self.leaks = []       # (pid, argv) holding a needle
