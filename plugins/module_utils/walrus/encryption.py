@@ -142,10 +142,8 @@ class Sealer(object):
 
     def stream(self, chunks):
         for chunk in chunks:
-            for piece in self._pieces(chunk):
-                yield piece
-        for piece in self._final_pieces():
-            yield piece
+            yield from self._pieces(chunk)
+        yield from self._final_pieces()
 
 
 def seal(key, data, name, record_size=RECORD_SIZE):
