@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from walrus import codec, config, encryption, keys
+from walrus import codec, config, encryption, keys, repolock
 from walrus.catalog import IDENTITY_KEY
 from walrus.errors import ConfigError, EncryptionKeyMissing, IntegrityError
 from walrus.storage import open_storage
@@ -152,7 +152,11 @@ def test_storage_encrypts_and_rotates_keys(tmp_path):
     stored = (repo / "wal" / "a").read_bytes()
     assert marker not in stored and stored[8] == 1 and stored[16:24] == keys.key_id(KEY_A)
     assert marker not in (repo / "basebackups" / "b" / "part").read_bytes()
-    assert (repo / IDENTITY_KEY).read_bytes() == b'{"format": "walrus"}\n'  # the one plaintext object
+    assert (repo / IDENTITY_KEY).read_bytes() == b'{"format": "walrus"}\n'  # plaintext by design, as are locks
+    with_a.put(repolock.LOCK_KEY, b'{"format": "walrus-lock"}')
+    assert (repo / "locks" / "repository.json").read_bytes() == with_a.get(repolock.LOCK_KEY) == b'{"format": "walrus-lock"}'
+    with pytest.raises(IntegrityError, match="refusing to store"):
+        with_a.put("wal/unframed", b'{"format": "not framed"}')
     with pytest.raises(IntegrityError):
         codec.decode(stored, "wal/a")  # nor does a plain decode read it
 

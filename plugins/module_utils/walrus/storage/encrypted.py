@@ -6,15 +6,22 @@ writes the unencrypted framing of codec.py whatever the repository holds.
 open_storage() always puts this layer in place. With no key configured it writes objects
 as they are, and reading an encrypted object fails naming the object and the key id it
 needs. Objects written before encryption was turned on stay readable (their header says
-encryption id 0). The identity object is the one object stored in the clear, by design:
-it holds no data of the database, and it is what tells anyone (walrus without a key
-included) whose repository this is.
+encryption id 0). The identity object and the repository lock (locks/) are stored in the
+clear, by design: they hold no data of the database, and they are what tells anyone
+(walrus without a key included) whose repository this is and who is working on it.
 """
+import posixpath
+
 from .. import encryption
 from ..catalog import IDENTITY_KEY
+from ..repolock import LOCK_KEY
 from .base import Storage
 
-PLAINTEXT_KEYS = frozenset((IDENTITY_KEY,))
+LOCK_PREFIX = posixpath.dirname(LOCK_KEY) + "/"
+
+
+def stored_in_the_clear(key):
+    return key == IDENTITY_KEY or key.startswith(LOCK_PREFIX)
 
 
 class EncryptedStorage(Storage):
@@ -28,7 +35,7 @@ class EncryptedStorage(Storage):
         return getattr(self.inner, name)
 
     def _encrypts(self, key):
-        return self.keyring.current is not None and key not in PLAINTEXT_KEYS
+        return self.keyring.current is not None and not stored_in_the_clear(key)
 
     def put(self, key, data, overwrite=False):
         if self._encrypts(key):
@@ -42,13 +49,13 @@ class EncryptedStorage(Storage):
 
     def get(self, key):
         data = self.inner.get(key)
-        if key in PLAINTEXT_KEYS:
+        if stored_in_the_clear(key):
             return data
         return encryption.open_object(self.keyring, data, self.describe(key))
 
     def get_stream(self, key, chunk_size=1 << 20):
         chunks = self.inner.get_stream(key, chunk_size)  # NotFound here, before the first chunk
-        if key in PLAINTEXT_KEYS:
+        if stored_in_the_clear(key):
             return chunks
         return encryption.Opener(self.keyring, self.describe(key)).stream(chunks)
 
