@@ -106,7 +106,8 @@ def test_archiving_role(s3_repo, cluster_factory, role_playbook, workdir, wheelh
     """On S3 only: the molecule scenario `archiving` covers a directory repository (converge,
     idempotence, a switched segment archived)."""
     repo = s3_repo
-    cluster = cluster_factory(None, archive=False)
+    # archive_library (PostgreSQL 15+) would take precedence over archive_command: the role clears it.
+    cluster = cluster_factory(None, archive=False, archive_library="'basic_archive'")
     variables = role_vars(repo, cluster, workdir, wheelhouse)
     venv, config = variables["walrus_install_dir"], variables["walrus_config_file"]
     before = settings(cluster)
@@ -130,6 +131,7 @@ def test_archiving_role(s3_repo, cluster_factory, role_playbook, workdir, wheelh
     now = settings(cluster)
     assert now["wal_level"] == "replica" and now["archive_mode"] == "on" and now["archive_timeout"] == "30"
     assert now["archive_command"] == "%s/bin/walrus wal-push --config %s %%p" % (venv, config)
+    assert cluster.psql("show archive_library") == ""
 
     # The config file is private to postgres; the secret stays out of the output and of PostgreSQL's files.
     st = os.stat(config)

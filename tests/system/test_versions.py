@@ -5,21 +5,20 @@ PITR to a restore point, a delta backup, wal-verify, and a drill of the delta to
 canary and pg_amcheck). One more case runs it all on a cluster initialised with 64 MiB WAL
 segments, so that segment naming, look-ahead, prefetch, the backup's stop-segment wait,
 wal-verify and retention are shown to use the repository's segment size, not 16 MiB. The
-archiving, restore_drill and restore roles run on the newest major; PostgreSQL 13 is refused.
+restore_drill and restore roles run on the newest major; PostgreSQL 13 is refused.
 
 The README's support table is filled from this test."""
 import json
 import os
-import re
 
 import pytest
 from conftest import walrus
 from test_backup_fetch import backup_push, start_restored
 from test_drill import drill
 # Fixtures of the role tests: importing them makes them available here.
-from test_role_archiving import collections_path, role_playbook, role_vars, wheelhouse  # noqa: F401  # pylint: disable=unused-import
+from test_role_archiving import ROOT, collections_path, role_playbook, role_vars  # noqa: F401  # pylint: disable=unused-import
 from tools import pgversions
-from tools.pgcluster import Cluster, free_port
+from tools.pgcluster import Cluster, chown_postgres, free_port
 from walhelpers import SNAPSHOT_SQL, snapshot
 
 # The whole suite runs on Debian's 15 (tools/pgcluster.py), so by default the matrix adds the
@@ -155,28 +154,28 @@ def test_postgresql_13_is_refused_with_a_clear_message(fs_repo, workdir):
         cluster.stop(mode="immediate")
 
 
-def test_roles_on_the_newest_postgresql(cluster_factory, fs_repo, role_playbook, workdir, wheelhouse):
-    """The archiving, restore_drill and restore roles on the newest selected major, given its bin
-    and data directories. The cluster has archive_library set (PostgreSQL 15+; 16+ refuse to
-    archive with archive_command set too): the archiving role clears it."""
+def test_drill_and_restore_roles_on_the_newest_postgresql(cluster_factory, fs_repo, role_playbook, workdir):
+    """The restore_drill and restore roles on the newest selected major, given its bin directory
+    and a data directory to restore into, with the checkout's walrus (the roles' install turned
+    off). Installing walrus is the same on every major: test_role_archiving runs the archiving role
+    on 15, on a cluster with archive_library set, which the role clears."""
     major = max(pgversions.selected_majors())
     bin_dir = bin_dir_or_skip(major)
-    if major < 16:
-        pytest.skip("needs PostgreSQL 16 or later among WALRUS_TEST_PG_VERSIONS")
-    cluster = cluster_factory(None, name="pg%d" % major, archive=False, bin_dir=bin_dir,
-                              archive_library="'basic_archive'")
-    variables = role_vars(fs_repo, cluster, workdir, wheelhouse)
-    recap = role_playbook.run_role("walrus.postgres.archiving", variables)
-    assert recap["failed"] == 0 and re.search(r"WAL segment [0-9A-F]{24} archived into", role_playbook.last.stdout)
-    assert cluster.psql("show archive_library") == ""
-    assert cluster.psql("show archive_command").startswith(variables["walrus_install_dir"])
-
+    cluster = cluster_factory(fs_repo, name="pg%d" % major, bin_dir=bin_dir)
+    config = os.path.join(workdir, "walrus.conf")
+    with open(config, "w") as handle:
+        handle.write("repo = %s\n" % fs_repo.url)
+    os.chmod(config, 0o600)
+    chown_postgres(config)
     cluster.pgbench("-i", "-s", "1", "-q")
-    backup_push(cluster, fs_repo.full_env(WALRUS_CONFIG=variables["walrus_config_file"]))
-    variables.update(walrus_drill_primary_pghost=cluster.host, walrus_drill_primary_pgport=cluster.port,
-                     walrus_drill_report_dir=os.path.join(workdir, "reports"), walrus_drill_install=False,
-                     walrus_restore_install=False, walrus_restore_datadir=os.path.join(workdir, "restored"),
-                     walrus_restore_port=free_port(), walrus_restore_settings={"unix_socket_directories": cluster.host})
+    backup_push(cluster, fs_repo.full_env())
+    variables = dict(role_vars(fs_repo, cluster, workdir, ""), walrus_install_dir=os.path.join(ROOT, ".venv"),
+                     walrus_config_file=config, walrus_drill_install=False, walrus_restore_install=False,
+                     walrus_drill_primary_pghost=cluster.host, walrus_drill_primary_pgport=cluster.port,
+                     walrus_drill_report_dir=os.path.join(workdir, "reports"),
+                     walrus_restore_datadir=os.path.join(workdir, "restored"), walrus_restore_port=free_port(),
+                     walrus_restore_settings={"unix_socket_directories": cluster.host})
+    assert variables["walrus_pg_bindir"] == bin_dir
     recap = role_playbook.run_role([{"role": "walrus.postgres.restore_drill"}, {"role": "walrus.postgres.restore"}],
                                    variables, verbosity=1)
     output = role_playbook.last.stdout
