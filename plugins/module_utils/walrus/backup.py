@@ -24,6 +24,7 @@ from .errors import ConfigError, UsageError, WalrusError, StorageError
 from .storage import open_storage
 
 READ_CHUNK = 1 << 20
+WHOLE_READ_MAX = 1 << 20  # files up to this size are read whole before their tar header is written
 MIN_PART_BYTES = 16 << 20
 PARTS_PER_JOB = 4  # small-file parts per worker: enough to even out the workers' ends
 # Directories whose contents a base backup leaves out (the directory itself is kept).
@@ -131,10 +132,23 @@ def is_complete(storage, name):
     return storage.exists(backup_key(check_name(name), "sentinel.json"))
 
 
+def _read_upto(handle, size):
+    """Up to `size` bytes of an open file: fewer when it shrank meanwhile."""
+    out = []
+    while size > 0:
+        chunk = handle.read(min(READ_CHUNK, size))
+        if not chunk:
+            break
+        out.append(chunk)
+        size -= len(chunk)
+    return b"".join(out)
+
+
 def _tar_stream(members, entries, part_number, pages, progress=None, read_limit=None):
     """Yield a tar stream of the given files, recording each in `entries`. A file that
-    vanished is left out; one that shrank while read is padded with zeros to the size its
-    header declared, and one that grew is cut there (WAL replay repairs both). In a delta
+    vanished is left out; one that grew is cut at its size when opened. One that shrank while
+    read is stored to its new end when it is small (WHOLE_READ_MAX), else padded with zeros to
+    the size its header declared (relation files: the truncation is in the WAL, replay repeats it). In a delta
     backup, a relation file the base has becomes a delta member, or no member at all when
     no page changed (`pages`: delta.Pages, which also records every page's hash). `progress`
     counts the bytes read from the data directory; `read_limit` (ratelimit.py) paces the reads."""
@@ -172,6 +186,24 @@ def _tar_stream(members, entries, part_number, pages, progress=None, read_limit=
                 continue
             if pages.base is not None:
                 entry["stored"] = "whole"
+            if st.st_size <= WHOLE_READ_MAX:
+                # Small files (configuration files, pg_filenode.map, pg_control, SLRU segments) are
+                # read before their header is written, so one that shrank ends where it ends now
+                # instead of being padded (a pg_hba.conf rewritten in place must not end in NULs).
+                data = _read_upto(handle, st.st_size)
+                info.size = entry["size"] = len(data)
+                scanner = pages.scanner(rel, len(data))
+                if scanner is not None:
+                    scanner.update(data)
+                progress.add(len(data))
+                yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+                yield data
+                if len(data) % tarfile.BLOCKSIZE:
+                    yield b"\0" * (tarfile.BLOCKSIZE - len(data) % tarfile.BLOCKSIZE)
+                pages.record(rel, scanner)
+                entry["sha256"] = hashlib.sha256(data).hexdigest()
+                entries.append(entry)
+                continue
             scanner = pages.scanner(rel, st.st_size)
             yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
             digest, remaining = hashlib.sha256(), st.st_size
