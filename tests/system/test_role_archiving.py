@@ -3,9 +3,10 @@ real PostgreSQL 15 cluster started by pg_ctl, with a directory repository and a 
 check mode on a fresh host changes nothing, the role makes the cluster archive into the
 repository (a switched segment arrives), a second run changes nothing, the config file is
 private to postgres. With S3, the restore_drill and restore roles then run on the same host, and
-the S3 secret, given as a playbook variable, is found in the walrus config file and nowhere else:
-not in the very verbose output, PostgreSQL's files or logs, the repository, or any file the runs
-wrote."""
+the secrets given as playbook variables (the S3 secret, the client-side encryption key and an old
+key) are found in the walrus config file and nowhere else: not in the very verbose output of the
+runs (a failing one included), PostgreSQL's files or logs, the repository (whose objects the key
+encrypted), any file the runs wrote, or the argument list of any process seen meanwhile."""
 import json
 import os
 import pwd
@@ -18,7 +19,9 @@ import pytest
 from test_backup_fetch import backup_push
 
 # collections_path is a fixture: importing it makes it available here.
+from procwatch import ArgvWatcher
 from test_modules import PYTHON, ROOT, Playbook, collections_path  # noqa: F401  # pylint: disable=unused-import
+from walrus.catalog import IDENTITY_KEY
 from tools.pgcluster import free_port
 
 RECAP = re.compile(r"^localhost\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -40,7 +43,7 @@ def wheelhouse():
 class RolePlaybook(Playbook):
     """The modules' Playbook helper (same scratch dir, inventory and environment), running a role."""
 
-    def run_role(self, role, variables, check=False, verbosity=0):
+    def run_role(self, role, variables, check=False, verbosity=0, fails=False):
         """Run one role (or, given a list of {"role": ..., "vars": ...}, several in one play)."""
         self.runs += 1
         playbook = os.path.join(self.dir, "play-%d.yml" % self.runs)
@@ -61,7 +64,7 @@ class RolePlaybook(Playbook):
         proc = subprocess.run(cmd, env=self.env(), cwd=self.dir, capture_output=True, text=True, timeout=600,
                               check=False)
         self.last = proc
-        assert proc.returncode == 0, "ansible-playbook failed (%d):\n%s\n%s" % (
+        assert (proc.returncode != 0) == fails, "ansible-playbook exited %d:\n%s\n%s" % (
             proc.returncode, proc.stdout, proc.stderr)
         match = RECAP.search(proc.stdout)
         assert match, proc.stdout
@@ -109,6 +112,16 @@ def test_archiving_role(s3_repo, cluster_factory, role_playbook, workdir, wheelh
     # archive_library (PostgreSQL 15+) would take precedence over archive_command: the role clears it.
     cluster = cluster_factory(None, archive=False, archive_library="'basic_archive'")
     variables = role_vars(repo, cluster, workdir, wheelhouse)
+    variables.update(walrus_encryption_key=os.urandom(32).hex(), walrus_encryption_old_keys=[os.urandom(32).hex()])
+    secrets = [repo.env["AWS_SECRET_ACCESS_KEY"], variables["walrus_encryption_key"]] + variables["walrus_encryption_old_keys"]
+    with ArgvWatcher(secrets) as watcher:
+        archive_with_the_role(repo, cluster, role_playbook, workdir, variables, secrets)
+    assert watcher.leaks == [], watcher.leaks
+    # Proof that it was looking: it saw the playbooks, and walrus run by them and by PostgreSQL.
+    assert watcher.scans > 100 and watcher.saw("ansible-playbook") and watcher.saw("bin/walrus wal-push")
+
+
+def archive_with_the_role(repo, cluster, role_playbook, workdir, variables, secrets):
     venv, config = variables["walrus_install_dir"], variables["walrus_config_file"]
     before = settings(cluster)
     assert before["archive_mode"] == "off"
@@ -141,9 +154,11 @@ def test_archiving_role(s3_repo, cluster_factory, role_playbook, workdir, wheelh
     assert 'repo = "%s"' % repo.url in text
     with open(os.path.join(cluster.datadir, "postgresql.auto.conf")) as handle:
         auto_conf = handle.read()
-    secret = repo.env["AWS_SECRET_ACCESS_KEY"]
-    assert 'aws_secret_access_key = "%s"' % secret in text
-    assert secret not in output and secret not in auto_conf
+    assert 'aws_secret_access_key = "%s"' % secrets[0] in text
+    assert 'encryption_key = "%s"' % variables["walrus_encryption_key"] in text
+    assert 'encryption_old_keys = "%s"' % ",".join(variables["walrus_encryption_old_keys"]) in text
+    for secret in secrets:
+        assert secret not in output and secret not in auto_conf
 
     # More WAL arrives by itself through archive_command (look-ahead and all).
     cluster.psql("create table t as select g from generate_series(1, 1000) g")
@@ -166,7 +181,7 @@ def test_archiving_role(s3_repo, cluster_factory, role_playbook, workdir, wheelh
     with open(stamp) as handle:
         assert handle.read().strip() != "0" * 64
 
-    drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output)
+    drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output, secrets)
 
 
 def files_holding(root, needle, skip):
@@ -182,13 +197,12 @@ def files_holding(root, needle, skip):
     return found
 
 
-def drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output):
+def drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, variables, output, secrets):
     variables = dict(variables, walrus_drill_primary_pghost=cluster.host, walrus_drill_primary_pgport=cluster.port,
                      walrus_drill_report_dir=os.path.join(workdir, "reports"), walrus_drill_install=False,
                      walrus_drill_amcheck=False, walrus_restore_install=False,
                      walrus_restore_datadir=os.path.join(workdir, "restored"), walrus_restore_port=free_port(),
                      walrus_restore_settings={"unix_socket_directories": cluster.host})
-    secret = repo.env["AWS_SECRET_ACCESS_KEY"]
     config = variables["walrus_config_file"]
     env = repo.full_env(WALRUS_CONFIG=config)
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID"):
@@ -199,8 +213,18 @@ def drill_and_restore_keep_the_secret(repo, cluster, role_playbook, workdir, var
     assert recap["failed"] == 0
     output += role_playbook.last.stdout + role_playbook.last.stderr
     assert "passed: backup" in output and "restored backup" in output
-    assert secret not in output
+    # A failing run too: a backup that does not exist.
+    role_playbook.run_role("walrus.postgres.restore", dict(variables, walrus_restore_backup="no-such-backup",
+                                                           walrus_restore_datadir=os.path.join(workdir, "restored-2")),
+                           verbosity=3, fails=True)
+    output += role_playbook.last.stdout + role_playbook.last.stderr
+    assert "no-such-backup" in output
     vars_files = set(os.path.join(role_playbook.dir, n) for n in os.listdir(role_playbook.dir) if n.startswith("vars-"))
-    assert files_holding(workdir, secret.encode(), skip={config} | vars_files) == []
-    for key in repo.keys():
-        assert secret.encode() not in repo.read(key), key
+    stored = dict((key, repo.read(key)) for key in repo.keys())
+    for secret in secrets:
+        assert secret not in output
+        assert files_holding(workdir, secret.encode(), skip={config} | vars_files) == []
+        for key, data in stored.items():
+            assert secret.encode() not in data, key
+    # The key from the config file encrypted every object but the identity.
+    assert all(data[8] == 1 for key, data in stored.items() if key != IDENTITY_KEY)
