@@ -105,6 +105,8 @@ def settings(cluster):
     return dict(line.split("=", 1) for line in rows.splitlines())
 
 
+# A dozen ansible-playbook runs, some at -vvv: it took 500 s on a loaded two-core machine.
+@pytest.mark.timeout(1500)
 def test_archiving_role(s3_repo, cluster_factory, role_playbook, workdir, wheelhouse):
     """On S3 only: the molecule scenario `archiving` covers a directory repository (converge,
     idempotence, a switched segment archived)."""
