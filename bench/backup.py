@@ -51,7 +51,7 @@ from common import (RESULTS, VENV_BIN, WALRUS, BenchSeaweedFS, barman_bin, barma
                     barman_wal_archive_command, base_env, busy_fraction, install_signal_handlers, kill_leftovers,
                     log, new_report, pg_start, pgbackrest_config, postgres_dir, proc_cpu_seconds, render_md,
                     render_text, run_as_postgres, run_setup_peers, system_cpu, timed_as_postgres, wait_for_quiet,
-                    weed_workdir, write_results)
+                    stop_clusters, stop_seaweed, weed_workdir, write_results)
 from tools.pgcluster import Cluster, free_port, scratch_dir  # noqa: E402
 
 PYSPY = os.environ.get("PYSPY", "/opt/walrus-bench/pyspy/bin/py-spy")
@@ -246,11 +246,7 @@ class Context(object):
         postgres_dir(self.workdir)
 
     def end_scale(self):
-        for cluster in self.clusters:
-            try:
-                cluster.stop(mode="immediate")
-            except Exception as exc:  # keep cleaning
-                log("stop %s: %s" % (cluster.datadir, exc))
+        stop_clusters(self.clusters)
         self.clusters = []
         if self.workdir:
             kill_leftovers(self.workdir)
@@ -262,14 +258,7 @@ class Context(object):
         try:
             self.end_scale()
         finally:
-            kill_leftovers(self.weed_dir)
-            if self.weed is not None:
-                try:
-                    self.weed.stop()
-                except Exception as exc:
-                    log("stop SeaweedFS: %s" % exc)
-            kill_leftovers(self.weed_dir)
-            shutil.rmtree(self.weed_dir, ignore_errors=True)
+            stop_seaweed(self.weed, self.weed_dir)
 
 
 def wait_no_ready(cluster, timeout=180):

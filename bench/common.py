@@ -8,6 +8,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -256,6 +257,27 @@ def kill_leftovers(path):
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:
                 pass
+
+
+def stop_clusters(clusters):
+    """Stop every benchmark cluster immediately; one that fails to stop does not keep the others up."""
+    for cluster in clusters:
+        try:
+            cluster.stop(mode="immediate")
+        except Exception as exc:  # keep cleaning
+            log("stop %s: %s" % (cluster.datadir, exc))
+
+
+def stop_seaweed(weed, weed_dir):
+    """Stop a benchmark's SeaweedFS and whatever still runs in its scratch directory, then remove it."""
+    kill_leftovers(weed_dir)
+    if weed is not None:
+        try:
+            weed.stop()
+        except Exception as exc:  # keep cleaning
+            log("stop SeaweedFS: %s" % exc)
+    kill_leftovers(weed_dir)
+    shutil.rmtree(weed_dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------

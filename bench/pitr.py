@@ -41,7 +41,7 @@ from backup import CHECKSUM_SQL, dir_bytes, timed_step, wait_no_ready  # noqa: E
 from common import (RESULTS, WALRUS, WAL_NAME, BenchSeaweedFS, barman_bin, barman_env, barman_wal_archive_command,  # noqa: E402
                     base_env, install_signal_handlers, kill_leftovers, log, new_report, pgbackrest_config,
                     pg_start, postgres_dir, render_md, render_text, run_as_postgres, run_setup_peers, wait_for_quiet,
-                    weed_workdir, write_file, write_results)
+                    stop_clusters, stop_seaweed, weed_workdir, write_file, write_results)
 from tools.pgcluster import Cluster, as_postgres, free_port, scratch_dir  # noqa: E402
 
 TARGET_NAME = "bench_target"
@@ -179,22 +179,11 @@ class Context(object):
         self.clusters = []
 
     def cleanup(self):
-        for cluster in self.clusters:
-            try:
-                cluster.stop(mode="immediate")
-            except Exception as exc:  # keep cleaning
-                log("stop %s: %s" % (cluster.datadir, exc))
+        stop_clusters(self.clusters)
         kill_leftovers(self.workdir)
         if not self.args.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        kill_leftovers(self.weed_dir)
-        if self.weed is not None:
-            try:
-                self.weed.stop()
-            except Exception as exc:
-                log("stop SeaweedFS: %s" % exc)
-        kill_leftovers(self.weed_dir)
-        shutil.rmtree(self.weed_dir, ignore_errors=True)
+        stop_seaweed(self.weed, self.weed_dir)
 
 
 def lsn_bytes(text):

@@ -41,7 +41,7 @@ from common import (VENV_BIN, WALRUS, RESULTS, WAL_NAME, BenchSeaweedFS, barman_
                     barman_wal_archive_command, base_env, busy_fraction, chown_tree, install_signal_handlers, log,
                     kill_leftovers, new_report, pgbackrest_config, proc_cpu_seconds, render_md,
                     render_text, run_as_postgres, run_setup_peers, summarize_ms, system_cpu, wait_for_quiet,
-                    weed_workdir, write_file, write_results, pg_start)
+                    stop_clusters, stop_seaweed, weed_workdir, write_file, write_results, pg_start)
 from tools.pgcluster import Cluster, as_postgres, chown_postgres, scratch_dir  # noqa: E402
 
 
@@ -193,22 +193,9 @@ class Context(object):
         pg_start(cluster, env)
 
     def cleanup(self):
-        self._cleanup()
-        shutil.rmtree(self.weed_dir, ignore_errors=True)
-
-    def _cleanup(self):
-        for cluster in self.clusters:
-            try:
-                cluster.stop(mode="immediate")
-            except Exception as exc:  # keep cleaning
-                log("stop %s: %s" % (cluster.datadir, exc))
+        stop_clusters(self.clusters)
         kill_leftovers(self.workdir)
-        kill_leftovers(self.weed_dir)
-        if self.weed is not None:
-            try:
-                self.weed.stop()
-            except Exception as exc:
-                log("stop SeaweedFS: %s" % exc)
+        stop_seaweed(self.weed, self.weed_dir)
         kill_leftovers(self.workdir)
         if not self.args.keep:
             shutil.rmtree(self.workdir, ignore_errors=True)
