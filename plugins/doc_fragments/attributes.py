@@ -16,6 +16,13 @@ attributes:
     support: none
   platform:
     platforms: posix
+"""
+
+    # The modules of the walrus.postgres.walrus action group (meta/runtime.yml), which
+    # module_defaults can give the repository options once.
+    ACTION_GROUP = r"""
+options: {}
+attributes:
   action_group:
     membership:
       - walrus.postgres.walrus

@@ -83,6 +83,7 @@ options:
     default: postgres
 extends_documentation_fragment:
   - walrus.postgres.attributes
+  - walrus.postgres.attributes.action_group
   - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - walrus.postgres.repository.write

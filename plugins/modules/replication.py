@@ -64,17 +64,9 @@ attributes:
     support: full
     details:
       - Reports what would change (slot, role, password) and changes nothing; O(reload) is not done.
-  diff_mode:
-    support: none
-  platform:
-    platforms: posix
-  action:
-    support: none
-  async:
-    support: full
-  bypass_host_loop:
-    support: none
 extends_documentation_fragment:
+  - walrus.postgres.attributes
+  - walrus.postgres.attributes.module
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.flow
 requirements:

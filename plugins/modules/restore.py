@@ -79,6 +79,7 @@ options:
     type: path
 extends_documentation_fragment:
   - walrus.postgres.attributes
+  - walrus.postgres.attributes.action_group
   - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - ansible.builtin.action_common_attributes

@@ -74,6 +74,7 @@ options:
     default: []
 extends_documentation_fragment:
   - walrus.postgres.attributes
+  - walrus.postgres.attributes.action_group
   - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - ansible.builtin.action_common_attributes

@@ -44,6 +44,7 @@ options:
     default: true
 extends_documentation_fragment:
   - walrus.postgres.attributes
+  - walrus.postgres.attributes.action_group
   - walrus.postgres.repository
   - ansible.builtin.files
   - ansible.builtin.action_common_attributes

@@ -33,6 +33,7 @@ options:
     required: true
 extends_documentation_fragment:
   - walrus.postgres.attributes
+  - walrus.postgres.attributes.action_group
   - walrus.postgres.attributes.module
   - walrus.postgres.repository
   - walrus.postgres.repository.write
