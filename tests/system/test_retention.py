@@ -132,8 +132,12 @@ def test_a_missing_backup_or_a_time_without_zone_is_refused(repo):
     env = repo.full_env()
     res = walrus("delete", "before", "2026-11-01", env=env)
     assert res.returncode == 2 and "time zone" in res.stderr
+    keys = repo.keys()
     res = walrus("backup-mark", "nope", "--permanent", env=env)
-    assert res.returncode == 1 and "does not exist" in res.stderr
+    assert res.returncode == 2 and "backup 'nope' does not exist" in res.stderr, res.stderr  # as backup-fetch
+    res = walrus("backup-mark", "LATEST", "--impermanent", env=env)
+    assert res.returncode == 2 and "no complete backup" in res.stderr, res.stderr
+    assert repo.keys() == keys
     res = walrus("delete", env=env)
     assert res.returncode == 2
 

@@ -14,7 +14,8 @@ from .errors import EXIT_DRILL_FAILED, EXIT_STOP_RECOVERY, EXIT_USAGE, NotFound,
 EXIT_CODES_HELP = """exit codes:
   0  success
   1  wal-fetch: the file is not in the repository (normal at the end of recovery)
-  2  usage or configuration error (bad arguments, malformed WAL name, bad config file)
+  2  usage or configuration error (bad arguments, malformed WAL name, bad config file, no such
+     backup for backup-fetch, backup-verify, backup-mark)
   3  storage error (unreachable, credentials rejected, bucket or directory missing, disk full)
   4  integrity error (a stored object is corrupt, truncated or not a walrus object)
   5  conflict (different content already stored under that name; another cluster's repository)
@@ -34,6 +35,15 @@ AWS_PROFILE, AWS_SHARED_CREDENTIALS_FILE, AWS_CONFIG_FILE. See docs/configuratio
 def _fail(message, code):
     sys.stderr.write("walrus: error: %s\n" % message)
     return code
+
+
+def _on_named_backup(work, *args, **kwargs):
+    """work(*args, **kwargs) for a command given a backup name: when there is no such backup the
+    caller named the wrong one, a usage error (exit 2), not wal-fetch's quiet "not archived" (1)."""
+    try:
+        return work(*args, **kwargs)
+    except NotFound as exc:
+        raise UsageError(str(exc))
 
 
 def _fast_path(argv):
@@ -438,7 +448,8 @@ def _add_retention_parsers(sub, common):
                               "still be running (default 24h; units s, m, h, d, w)")
     mark = sub.add_parser("backup-mark", parents=[common], help="mark a backup permanent (never deleted) or not",
                           description="Mark a complete backup permanent: delete retain/before never delete it, nor "
-                                      "what it needs. --impermanent takes the mark away.")
+                                      "what it needs. --impermanent takes the mark away. Exits 2 when there is "
+                                      "no such backup.")
     mark.add_argument("name", metavar="NAME|LATEST", help="backup name (see backup-list) or LATEST")
     which = mark.add_mutually_exclusive_group(required=True)
     which.add_argument("--permanent", action="store_true", help="keep this backup whatever the retention policy says")
@@ -471,7 +482,7 @@ def cmd_delete(args):
 def cmd_backup_mark(args):
     import json
     from . import retention
-    result = retention.mark(_settings(args), args.name, permanent=args.permanent)
+    result = _on_named_backup(retention.mark, _settings(args), args.name, permanent=args.permanent)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     else:
@@ -602,12 +613,9 @@ def _backup_fetch(args, progress):
         server.pg_bin(args.pg_bindir, "pg_ctl")
         if os.geteuid() == 0:
             raise UsageError("--start: PostgreSQL cannot run as root; run backup-fetch as the PostgreSQL OS user")
-    try:
-        result = restore.fetch_backup(settings, args.name, args.target, tablespace_map=spaces, jobs=args.jobs,
-                                      recovery=recovery, standby=args.standby, overwrite=args.overwrite,
-                                      server_settings=server_settings, progress=progress)
-    except NotFound as exc:
-        raise UsageError(str(exc))  # no such backup: the caller named the wrong one
+    result = _on_named_backup(restore.fetch_backup, settings, args.name, args.target, tablespace_map=spaces,
+                              jobs=args.jobs, recovery=recovery, standby=args.standby, overwrite=args.overwrite,
+                              server_settings=server_settings, progress=progress)
     if args.start and args.standby:
         from . import standby
         result["server"] = standby.start(result["target"], args.pg_bindir, timeout=args.wait_timeout)
@@ -759,10 +767,7 @@ def cmd_backup_verify(args):
     from . import verify
     if args.jobs < 1:
         return _fail("--jobs must be at least 1", EXIT_USAGE)
-    try:
-        result = verify.verify_backup(_settings(args), args.name, jobs=args.jobs, chain=args.chain)
-    except NotFound as exc:
-        return _fail(str(exc), EXIT_USAGE)  # no such backup: the caller named the wrong one
+    result = _on_named_backup(verify.verify_backup, _settings(args), args.name, jobs=args.jobs, chain=args.chain)
     if args.json:
         sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
     else:

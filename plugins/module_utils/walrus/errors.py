@@ -7,7 +7,7 @@ EXIT_STOP_RECOVERY, which wal-fetch returns on purpose to stop an archive recove
 
 EXIT_OK = 0
 EXIT_NOT_FOUND = 1      # wal-fetch: the file is not in the repository (normal during recovery)
-EXIT_USAGE = 2          # bad arguments, malformed names, bad configuration
+EXIT_USAGE = 2          # bad arguments, malformed names, bad configuration, a backup name that does not exist
 EXIT_STORAGE = 3        # repository unreachable, credentials rejected, bucket missing, I/O error
 EXIT_INTEGRITY = 4      # a stored object is corrupt, truncated or not a walrus object
 EXIT_CONFLICT = 5       # different content under the same name, or another cluster's repository
