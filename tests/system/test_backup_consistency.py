@@ -8,9 +8,8 @@ import threading
 import time
 
 from conftest import WALRUS, walrus
-from test_backup_fetch import backup_push, start_restored
-from tools.pgcluster import as_postgres
-from walhelpers import snapshot
+from test_backup_fetch import backup_push
+from walhelpers import restore_and_check, snapshot
 
 
 def test_backup_during_pgbench_restores_consistent_to_a_later_point(cluster_factory, repo, workdir):
@@ -31,15 +30,8 @@ def test_backup_during_pgbench_restores_consistent_to_a_later_point(cluster_fact
     expected = snapshot(primary)
     primary.wait_archived(primary.switch_wal())
 
-    target = os.path.join(workdir, "restored")
-    res = walrus("backup-fetch", "LATEST", target, "--target-name", "after-load", "--target-action", "promote",
-                 env=env, timeout=300)
-    assert res.returncode == 0, res.stderr
-    clone = start_restored(primary, target, env)
-    assert snapshot(clone) == expected
-    check = as_postgres([clone.bin("pg_amcheck"), "-h", clone.host, "-p", str(clone.port), "-U", "postgres",
-                         "--heapallindexed", "postgres"], check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
+    restore_and_check(primary, env, os.path.join(workdir, "restored"), "after-load", snapshot, expected,
+                      amcheck_scope=["postgres"])
 
 
 def test_killed_backup_leaves_no_sentinel_and_the_next_one_works(cluster_factory, repo, workdir):

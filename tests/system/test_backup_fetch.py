@@ -5,9 +5,9 @@ import json
 import os
 import time
 
-from conftest import start_with_env, walrus
-from tools.pgcluster import Cluster, chown_postgres
-from walhelpers import snapshot
+from conftest import walrus
+from tools.pgcluster import chown_postgres
+from walhelpers import snapshot, start_restored
 
 
 def backup_push(cluster, env, *extra):
@@ -15,15 +15,6 @@ def backup_push(cluster, env, *extra):
                  "--pguser", "postgres", "--json", *extra, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
     return json.loads(res.stdout)
-
-
-def start_restored(primary, target, env):
-    clone = Cluster(target, bin_dir=primary.bin_dir)
-    clone.configure(port=clone.port, archive_mode="off")
-    clone.env = env
-    start_with_env(clone)
-    clone.wait_ready()
-    return clone
 
 
 def archive_now(cluster):

@@ -6,9 +6,8 @@ consistent cluster: pg_amcheck finds nothing, and every table that survived equa
 import os
 import threading
 
-from conftest import walrus
-from test_backup_fetch import backup_push, start_restored
-from tools.pgcluster import as_postgres
+from test_backup_fetch import backup_push
+from walhelpers import restore_and_check
 
 MB = 1000 * 1000
 CHURN_SQL = """
@@ -79,12 +78,4 @@ def test_backup_of_a_moving_database_restores_consistent(cluster_factory, fs_rep
     expected = _fingerprint(primary)
     primary.wait_archived(primary.switch_wal())
 
-    target = os.path.join(workdir, "restored")
-    res = walrus("backup-fetch", "LATEST", target, "--target-name", "after-churn", "--target-action", "promote",
-                 env=env, timeout=300)
-    assert res.returncode == 0, res.stderr
-    clone = start_restored(primary, target, env)
-    assert _fingerprint(clone) == expected
-    check = as_postgres([clone.bin("pg_amcheck"), "-h", clone.host, "-p", str(clone.port), "-U", "postgres",
-                         "--heapallindexed", "--all"], check=False)
-    assert check.returncode == 0, check.stdout + check.stderr
+    restore_and_check(primary, env, os.path.join(workdir, "restored"), "after-churn", _fingerprint, expected)

@@ -19,47 +19,78 @@ def wait_for(predicate, timeout=20):
     return False
 
 
-def test_prefetch_serves_next_segments_and_respects_timelines(repo, cluster_factory, workdir):
+def archived_segments(repo, cluster_factory, count):
+    """A new cluster with `count` WAL segments, all archived by one wal-push and its look-ahead
+    pusher: (cluster, their names, {name: content})."""
     cluster = cluster_factory(repo, archive=False, archive_mode="on", archive_command="'/bin/false'")
-    names = queue_segments(cluster, 6)
+    names = queue_segments(cluster, count)
     assert push(cluster, names[0], repo.full_env(WALRUS_LOOKAHEAD="16")).returncode == 0
-    # The background pusher stores the others; prefetch stops at the first segment not archived yet.
+    # The background pusher stores the others.
     assert wait_for(lambda: all("wal/00000001/" + n in repo.keys() for n in names), timeout=60)
-    originals = dict((n, open(os.path.join(cluster.datadir, "pg_wal", n), "rb").read()) for n in names)
+    return cluster, names, dict((n, open(os.path.join(cluster.datadir, "pg_wal", n), "rb").read()) for n in names)
 
-    restore = os.path.join(workdir, "restore")
-    os.makedirs(os.path.join(restore, "pg_wal"))
-    for path in (restore, os.path.join(restore, "pg_wal")):
-        chown_postgres(path)
-    env = repo.full_env(WALRUS_PREFETCH="3")
-    dest = os.path.join("pg_wal", "RECOVERYXLOG")
-    dest_abs = os.path.join(restore, dest)
-    pdir_base = os.path.join(restore, "pg_wal", "walrus", "prefetch")
 
-    res = walrus("wal-fetch", names[0], dest, env=env, cwd=restore)
+class Recovering(object):
+    """A data directory asking for WAL as PostgreSQL's recovery does, from inside it:
+    `wal-fetch NAME pg_wal/RECOVERYXLOG`, with `env` (the repository, WALRUS_PREFETCH)."""
+
+    def __init__(self, workdir, env, start_segment=None):
+        self.dir = os.path.join(workdir, "restore")
+        self.env = env
+        os.makedirs(os.path.join(self.dir, "pg_wal"))
+        if start_segment:  # a restored backup (backup_label, recovery.signal) that starts there
+            with open(os.path.join(self.dir, "backup_label"), "w") as handle:
+                handle.write("START WAL LOCATION: 0/0 (file %s)\nCHECKPOINT LOCATION: 0/0\n" % start_segment)
+            open(os.path.join(self.dir, "recovery.signal"), "w").close()
+        for path in (self.dir, os.path.join(self.dir, "pg_wal")):
+            chown_postgres(path)
+        self.dest = os.path.join("pg_wal", "RECOVERYXLOG")
+
+    def fetch(self, name):
+        return walrus("wal-fetch", name, self.dest, env=self.env, cwd=self.dir)
+
+    def fetch_light(self, name):
+        """wal-fetch with -X importtime: (exit code, whether the storage backends were imported)."""
+        python = os.path.join(os.path.dirname(WALRUS), "python")
+        res = as_postgres([python, "-X", "importtime", "-c", "import sys; from walrus.cli import main; sys.exit(main())",
+                           "wal-fetch", name, self.dest], env=self.env, cwd=self.dir, check=False)
+        return res.returncode, "boto3" in res.stderr or "walrus.storage" in res.stderr
+
+    def fetched(self):
+        with open(os.path.join(self.dir, self.dest), "rb") as handle:
+            return handle.read()
+
+    def prefetch_dir(self):
+        """The prefetch worker's directory: one per repository, and one repository here."""
+        base = os.path.join(self.dir, "pg_wal", "walrus", "prefetch")
+        (tag,) = os.listdir(base)
+        return os.path.join(base, tag)
+
+
+def test_prefetch_serves_next_segments_and_respects_timelines(repo, cluster_factory, workdir):
+    # Prefetch stops at the first segment not archived yet: all 6 are archived first.
+    _cluster, names, originals = archived_segments(repo, cluster_factory, 6)
+    recovering = Recovering(workdir, repo.full_env(WALRUS_PREFETCH="3"))
+
+    res = recovering.fetch(names[0])
     assert res.returncode == 0, res.stderr
-    assert open(dest_abs, "rb").read() == originals[names[0]]
-    (tag,) = os.listdir(pdir_base)  # one directory per repository
-    pdir = os.path.join(pdir_base, tag)
+    assert recovering.fetched() == originals[names[0]]
+    pdir = recovering.prefetch_dir()
     assert wait_for(lambda: all(os.path.exists(os.path.join(pdir, n)) for n in names[1:4]))
     assert not os.path.exists(os.path.join(pdir, names[4])), "depth 3: no more than 3 ahead"
 
     # Served from the prefetch directory, through the light fast path.
-    python = os.path.join(os.path.dirname(WALRUS), "python")
-    out = as_postgres([python, "-X", "importtime", "-c", "import sys; from walrus.cli import main; sys.exit(main())",
-                       "wal-fetch", names[1], dest], env=env, cwd=restore)
-    assert "boto3" not in out.stderr and "walrus.storage" not in out.stderr
-    assert open(dest_abs, "rb").read() == originals[names[1]]
+    assert recovering.fetch_light(names[1]) == (0, False)
+    assert recovering.fetched() == originals[names[1]]
     assert not os.path.exists(os.path.join(pdir, names[1]))
     # The worker keeps the window full as files are consumed.
     assert wait_for(lambda: os.path.exists(os.path.join(pdir, names[4])))
 
     # Another timeline's segment of the same number is never served from the prefetch directory.
     other_tli = "00000002" + names[2][8:]
-    res = walrus("wal-fetch", other_tli, dest, env=env, cwd=restore)
-    assert res.returncode == 1
+    assert recovering.fetch(other_tli).returncode == 1
     assert os.path.exists(os.path.join(pdir, names[2]))
-    assert open(dest_abs, "rb").read() == originals[names[1]]
+    assert recovering.fetched() == originals[names[1]]
 
     # A worker that died leaves files behind: they are not trusted, and the next worker wipes them.
     pid = int(open(os.path.join(pdir, ".window")).read().split()[0])
@@ -67,68 +98,43 @@ def test_prefetch_serves_next_segments_and_respects_timelines(repo, cluster_fact
     time.sleep(0.2)
     with open(os.path.join(pdir, names[3]), "wb") as handle:
         handle.write(b"garbage")
-    res = walrus("wal-fetch", names[3], dest, env=env, cwd=restore)
+    res = recovering.fetch(names[3])
     assert res.returncode == 0, res.stderr
-    assert open(dest_abs, "rb").read() == originals[names[3]]
+    assert recovering.fetched() == originals[names[3]]
     assert wait_for(lambda: os.path.exists(os.path.join(pdir, names[4])))
     assert not os.path.exists(os.path.join(pdir, names[2])), "the new worker wiped the old worker's leftovers"
 
     # At the end of the archive the worker stops by itself and removes what was not consumed.
     for name in names[4:]:
-        assert walrus("wal-fetch", name, dest, env=env, cwd=restore).returncode == 0
-        assert open(dest_abs, "rb").read() == originals[name]
+        assert recovering.fetch(name).returncode == 0
+        assert recovering.fetched() == originals[name]
     assert wait_for(lambda: not os.path.exists(os.path.join(pdir, ".window")), timeout=prefetch.LINGER_SECONDS + 20)
 
 
-def fetch_light(env, cwd, name, dest):
-    """wal-fetch with -X importtime: (exit code, whether the storage backends were imported)."""
-    python = os.path.join(os.path.dirname(WALRUS), "python")
-    res = as_postgres([python, "-X", "importtime", "-c", "import sys; from walrus.cli import main; sys.exit(main())",
-                       "wal-fetch", name, dest], env=env, cwd=cwd, check=False)
-    return res.returncode, "boto3" in res.stderr or "walrus.storage" in res.stderr
-
-
 def test_live_worker_answers_missing_files_and_backup_label_starts_prefetch(repo, cluster_factory, workdir):
-    cluster = cluster_factory(repo, archive=False, archive_mode="on", archive_command="'/bin/false'")
-    names = queue_segments(cluster, 3)
-    assert push(cluster, names[0], repo.full_env(WALRUS_LOOKAHEAD="16")).returncode == 0
-    assert wait_for(lambda: all("wal/00000001/" + n in repo.keys() for n in names), timeout=60)
-    originals = dict((n, open(os.path.join(cluster.datadir, "pg_wal", n), "rb").read()) for n in names)
-
-    # A restored data directory whose recovery starts at names[0] (backup_label, recovery.signal).
-    restore = os.path.join(workdir, "restore")
-    os.makedirs(os.path.join(restore, "pg_wal"))
-    with open(os.path.join(restore, "backup_label"), "w") as handle:
-        handle.write("START WAL LOCATION: 0/0 (file %s)\nCHECKPOINT LOCATION: 0/0\n" % names[0])
-    open(os.path.join(restore, "recovery.signal"), "w").close()
-    for path in (restore, os.path.join(restore, "pg_wal")):
-        chown_postgres(path)
-    env = repo.full_env(WALRUS_PREFETCH="4")
-    dest = os.path.join("pg_wal", "RECOVERYXLOG")
-    dest_abs = os.path.join(restore, dest)
-    pdir_base = os.path.join(restore, "pg_wal", "walrus", "prefetch")
+    cluster, names, originals = archived_segments(repo, cluster_factory, 3)
+    recovering = Recovering(workdir, repo.full_env(WALRUS_PREFETCH="4"), start_segment=names[0])
 
     # Recovery first asks for the next timeline's history file: not archived, and prefetch starts
     # at the backup's start segment, so that the first segment is served from the prefetch directory.
-    assert walrus("wal-fetch", "00000002.history", dest, env=env, cwd=restore).returncode == 1
-    (tag,) = os.listdir(pdir_base)
-    pdir = os.path.join(pdir_base, tag)
+    assert recovering.fetch("00000002.history").returncode == 1
+    pdir = recovering.prefetch_dir()
     assert wait_for(lambda: all(os.path.exists(os.path.join(pdir, n)) for n in names))
     for name in names:
-        assert fetch_light(env, restore, name, dest) == (0, False)
-        assert open(dest_abs, "rb").read() == originals[name]
+        assert recovering.fetch_light(name) == (0, False)
+        assert recovering.fetched() == originals[name]
 
     # The archive ends after names[-1]: the lingering worker says "not there" to the segment after
     # it and to the history file, without the foreground opening the repository.
     after = "%s%08X" % (names[-1][:16], int(names[-1][16:], 16) + 1)
-    assert fetch_light(env, restore, after, dest) == (1, False)
-    assert fetch_light(env, restore, "00000002.history", dest) == (1, False)
+    assert recovering.fetch_light(after) == (1, False)
+    assert recovering.fetch_light("00000002.history") == (1, False)
     assert not [e for e in os.listdir(pdir) if e.startswith((prefetch.ASK_PREFIX, prefetch.ABSENT_PREFIX))]
 
     # A segment archived later is "present": the foreground fetches it (a standby's next segment).
     (later,) = queue_segments(cluster, 1)
     assert later == after
     assert push(cluster, later, repo.full_env()).returncode == 0
-    code, _heavy = fetch_light(env, restore, later, dest)
+    code, _heavy = recovering.fetch_light(later)
     assert code == 0
-    assert open(dest_abs, "rb").read() == open(os.path.join(cluster.datadir, "pg_wal", later), "rb").read()
+    assert recovering.fetched() == open(os.path.join(cluster.datadir, "pg_wal", later), "rb").read()
