@@ -69,3 +69,44 @@ def test_unknown_codec_id_is_reported():
     blob[7] = 9
     with pytest.raises(IntegrityError, match="compression id 9"):
         codec.decode(bytes(blob), "obj")
+
+
+def _streamed(compression, digest_of_body):
+    enc = codec.Encoder(compression, digest_of_body=digest_of_body)
+    blob = enc.header() + b"".join(enc.update(RAW[i:i + 65536]) for i in range(0, len(RAW), 65536)) + enc.finish()
+    return enc, blob
+
+
+@pytest.mark.parametrize("compression", ["lz4", "zstd", "none"])
+def test_digest_of_body_objects_decode_and_carry_the_stored_bodys_digest(compression):
+    import hashlib
+    enc, blob = _streamed(compression, True)
+    assert blob[9] == codec.DIGEST_OF_BODY
+    body = blob[codec.HEADER.size:-codec.TRAILER_SIZE]
+    assert enc.sha256 == hashlib.sha256(body).hexdigest() == blob[-32:].hex()
+    assert codec.decode(blob, "x") == RAW
+    for digest in (True, False):  # the body's digest is checked even when the raw one is not asked for
+        dec = codec.Decoder("x", digest=digest)
+        assert b"".join(dec.update(blob[i:i + 5000]) for i in range(0, len(blob), 5000)) + dec.finish() == RAW
+        assert dec.sha256 == enc.sha256
+
+
+@pytest.mark.parametrize("digest", [True, False])
+@pytest.mark.parametrize("where", ["body", "trailer_sum"])
+def test_digest_of_body_objects_detect_a_flipped_byte(digest, where):
+    _enc, blob = _streamed("none", True)  # uncompressed: a flipped body byte still decodes
+    blob = bytearray(blob)
+    blob[{"body": len(blob) // 2, "trailer_sum": len(blob) - 5}[where]] ^= 0x40
+    with pytest.raises(IntegrityError, match="part-00001.tar is corrupt: SHA-256 mismatch"):
+        codec.decode(bytes(blob), "part-00001.tar")
+    dec = codec.Decoder("part-00001.tar", digest=digest)
+    with pytest.raises(IntegrityError, match="part-00001.tar is corrupt: SHA-256 mismatch"):
+        dec.update(bytes(blob))
+        dec.finish()
+
+
+def test_unknown_header_flags_are_refused():
+    blob = bytearray(codec.encode(b"abc", "none"))
+    blob[9] = 0x80
+    with pytest.raises(IntegrityError, match="header flags 0x80"):
+        codec.decode(bytes(blob), "obj")

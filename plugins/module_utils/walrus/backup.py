@@ -236,13 +236,14 @@ def _encoded(raw_chunks, encoder):
 
 def upload_part(storage, settings, name, number, members, pages=None, progress=None):
     entries = []
-    encoder = codec.Encoder(settings.compression, settings.compression_level)
+    # The members' SHA-256 go into the manifest: the part's own digest covers the stored body only.
+    encoder = codec.Encoder(settings.compression, settings.compression_level, digest_of_body=True)
     key = "part-%05d.tar" % number
     stream = _tar_stream(members, entries, number, pages or delta.Pages(), progress,
                          ratelimit.bucket("read", getattr(settings, "max_read_rate", None)))
     stored = storage.put_stream(backup_key(name, key), _encoded(stream, encoder))
     return {"number": number, "key": key, "raw_size": encoder.raw_size, "stored_size": stored,
-            "sha256": encoder.sha256}, entries
+            "sha256": encoder.sha256, "sha256_of": "body"}, entries
 
 
 def _utc(ts):

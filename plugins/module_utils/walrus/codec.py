@@ -3,9 +3,14 @@
 (compressed) body, and a trailer with the raw length and SHA-256 so that a reader never
 guesses and detects any corruption or truncation.
 
-    header  16 bytes  b"WALRUS" | format version (1) | compression id | encryption id | 7 zero bytes
+    header  16 bytes  b"WALRUS" | format version (1) | compression id | encryption id | flags | 6 zero bytes
     body              the raw content, compressed as the header says
-    trailer 48 bytes  b"WLRS-END" | raw length (uint64 little-endian) | SHA-256 of the raw content
+    trailer 48 bytes  b"WLRS-END" | raw length (uint64 little-endian) | SHA-256 of the raw content,
+                      or with flag DIGEST_OF_BODY of the body as stored
+
+DIGEST_OF_BODY is for streamed objects whose content carries digests of its own (backup tar
+parts: every member's SHA-256 is in the manifest): hashing the compressed body, about a tenth
+of the raw bytes, still proves the object whole, without a second pass over every raw byte.
 
 Encryption (id 1) wraps everything after the header; encryption.py and the storage layer
 storage/encrypted.py do it, so this module only ever sees encryption id 0.
@@ -19,13 +24,14 @@ from .errors import ConfigError, IntegrityError
 
 MAGIC = b"WALRUS"
 FORMAT_VERSION = 1
-HEADER = struct.Struct("<6sBBB7x")
+HEADER = struct.Struct("<6sBBBB6x")
 TRAILER = struct.Struct("<8sQ32s")
 TRAILER_SIZE = 48  # TRAILER.size, spelled out for readers of the format
 TRAILER_MAGIC = b"WLRS-END"
 COMPRESSION_IDS = {"none": 0, "lz4": 1, "zstd": 2}
 COMPRESSION_NAMES = dict((v, k) for k, v in COMPRESSION_IDS.items())
 ENCRYPTION_NONE = 0
+DIGEST_OF_BODY = 1  # header flag: the trailer's SHA-256 is of the stored body, not the raw content
 
 
 def _lz4():
@@ -120,25 +126,34 @@ def _compressor(compression, level):
 
 
 class Encoder(object):
-    """Streaming encoder: header() first, then update(raw) per chunk, then finish()."""
+    """Streaming encoder: header() first, then update(raw) per chunk, then finish().
+    digest_of_body=True writes a DIGEST_OF_BODY object (for content that carries its own digests)."""
 
-    def __init__(self, compression="lz4", level=None):
+    def __init__(self, compression="lz4", level=None, digest_of_body=False):
         self.compression = compression
         self._c = _compressor(compression, level)
         self._sha = hashlib.sha256()
+        self._flags = DIGEST_OF_BODY if digest_of_body else 0
         self.raw_size = 0
 
     def header(self):
-        return HEADER.pack(MAGIC, FORMAT_VERSION, COMPRESSION_IDS[self.compression], ENCRYPTION_NONE)
+        return HEADER.pack(MAGIC, FORMAT_VERSION, COMPRESSION_IDS[self.compression], ENCRYPTION_NONE, self._flags)
 
     def update(self, raw):
-        self._sha.update(raw)
         self.raw_size += len(raw)
+        if self._flags & DIGEST_OF_BODY:
+            body = self._c.update(raw)
+            self._sha.update(body)
+            return body
+        self._sha.update(raw)
         return self._c.update(raw)
 
     def finish(self):
+        body = self._c.finish()
+        if self._flags & DIGEST_OF_BODY:
+            self._sha.update(body)
         self.sha256 = self._sha.hexdigest()
-        return self._c.finish() + TRAILER.pack(TRAILER_MAGIC, self.raw_size, self._sha.digest())
+        return body + TRAILER.pack(TRAILER_MAGIC, self.raw_size, self._sha.digest())
 
 
 def encode(raw, compression="lz4", level=None):
@@ -153,7 +168,7 @@ def encode(raw, compression="lz4", level=None):
     else:
         raise ConfigError("unknown compression %r: use lz4, zstd or none" % (compression,))
     return b"".join((
-        HEADER.pack(MAGIC, FORMAT_VERSION, COMPRESSION_IDS[compression], ENCRYPTION_NONE),
+        HEADER.pack(MAGIC, FORMAT_VERSION, COMPRESSION_IDS[compression], ENCRYPTION_NONE, 0),
         body,
         TRAILER.pack(TRAILER_MAGIC, len(raw), hashlib.sha256(raw).digest()),
     ))
@@ -162,7 +177,7 @@ def encode(raw, compression="lz4", level=None):
 def _parse_header(head, name):
     if len(head) < HEADER.size:
         raise IntegrityError("object %s is truncated: %d bytes, shorter than a walrus header" % (name, len(head)))
-    magic, version, comp_id, enc_id = HEADER.unpack(head[:HEADER.size])
+    magic, version, comp_id, enc_id, flags = HEADER.unpack(head[:HEADER.size])
     if magic != MAGIC:
         raise IntegrityError("object %s is not a walrus object (bad header)" % name)
     if version != FORMAT_VERSION:
@@ -175,7 +190,9 @@ def _parse_header(head, name):
         # they get here; one that arrives still encrypted was read around it.
         raise IntegrityError("object %s is encrypted (encryption id %d): read it through walrus's storage with "
                              "the encryption key configured" % (name, enc_id))
-    return COMPRESSION_NAMES[comp_id]
+    if flags & ~DIGEST_OF_BODY:
+        raise IntegrityError("object %s has header flags %#x, unknown to this walrus" % (name, flags))
+    return COMPRESSION_NAMES[comp_id], flags
 
 
 def _decompressor(compression):
@@ -189,20 +206,33 @@ def _decompressor(compression):
 class Decoder(object):
     """Streaming decoder: update(chunk) returns raw bytes; finish() verifies length and SHA-256.
     Raises IntegrityError naming the object on any mismatch. digest=False leaves out the
-    SHA-256 (finish() still checks the trailer, the codec's end and the length; sha256 is
-    then None, trailer_sha256 the digest the trailer holds, for the caller to compare with
-    what it expects): only for a caller that proves every raw byte itself (restore.py's parts)."""
+    SHA-256 of raw content (finish() still checks the trailer, the codec's end and the length;
+    sha256 is then None, trailer_sha256 the digest the trailer holds, for the caller to compare
+    with what it expects): only for a caller that proves every raw byte itself (restore.py's
+    parts). A DIGEST_OF_BODY object's digest (of the stored body: cheap) is always checked."""
 
     def __init__(self, name, digest=True):
         self.name = name
         self._buf = b""
         self._d = None
-        self._sha = hashlib.sha256() if digest else None
+        self._digest = digest
+        self._sha = None
+        self._body_sha = None
         self.sha256 = None
         self.raw_size = 0
         self.compression = None
 
+    def _start(self):
+        self.compression, flags = _parse_header(self._buf, self.name)
+        if flags & DIGEST_OF_BODY:
+            self._body_sha = hashlib.sha256()
+        elif self._digest:
+            self._sha = hashlib.sha256()
+        self._d = _decompressor(self.compression)
+
     def _out(self, body):
+        if self._body_sha is not None:
+            self._body_sha.update(body)
         try:
             raw = self._d.update(body)
         except Exception as exc:  # the codec libraries raise assorted types on bad input
@@ -217,8 +247,7 @@ class Decoder(object):
         if self._d is None:
             if len(self._buf) < HEADER.size:
                 return b""
-            self.compression = _parse_header(self._buf, self.name)
-            self._d = _decompressor(self.compression)
+            self._start()
             self._buf = self._buf[HEADER.size:]
         # Hold back what may be the trailer.
         if len(self._buf) <= TRAILER.size:
@@ -242,9 +271,10 @@ class Decoder(object):
             raise IntegrityError("object %s is corrupt: %d bytes decoded, trailer says %d"
                                  % (self.name, self.raw_size, size))
         self.trailer_sha256 = digest.hex()
-        if self._sha is None:
+        check = self._body_sha or self._sha
+        if check is None:
             return b""
-        if digest != self._sha.digest():
+        if digest != check.digest():
             raise IntegrityError("object %s is corrupt: SHA-256 mismatch" % self.name)
         self.sha256 = digest.hex()
         return b""
@@ -252,7 +282,7 @@ class Decoder(object):
 
 def decode(data, name):
     """Decode a whole object held in memory, verifying it."""
-    compression = _parse_header(data, name)
+    compression, flags = _parse_header(data, name)
     if len(data) < HEADER.size + TRAILER.size:
         raise IntegrityError("object %s is truncated (no trailer)" % name)
     body = memoryview(data)[HEADER.size:len(data) - TRAILER_SIZE]
@@ -270,6 +300,6 @@ def decode(data, name):
         raise IntegrityError("object %s is corrupt: cannot decompress (%s)" % (name, exc))
     if len(raw) != size:
         raise IntegrityError("object %s is corrupt: %d bytes decoded, trailer says %d" % (name, len(raw), size))
-    if hashlib.sha256(raw).digest() != digest:
+    if hashlib.sha256(body if flags & DIGEST_OF_BODY else raw).digest() != digest:
         raise IntegrityError("object %s is corrupt: SHA-256 mismatch" % name)
     return raw

@@ -57,7 +57,7 @@ def object_key(master_key, salt):
 
 def _check_plain_header(head, name):
     """The header of the unencrypted object handed in; only walrus objects are encrypted."""
-    magic, version, _compression, encryption = codec.HEADER.unpack(head)
+    magic, version, _compression, encryption, _flags = codec.HEADER.unpack(head)
     if magic != codec.MAGIC or version != codec.FORMAT_VERSION or encryption != codec.ENCRYPTION_NONE:
         raise IntegrityError("refusing to store %s: it is not an unencrypted walrus object" % name)
 
@@ -171,7 +171,7 @@ class Opener(object):
         if self._state == "header":
             if len(head) < codec.HEADER.size:
                 return None
-            magic, _version, _compression, encryption = codec.HEADER.unpack(bytes(head[:codec.HEADER.size]))
+            magic, _version, _compression, encryption, _flags = codec.HEADER.unpack(bytes(head[:codec.HEADER.size]))
             if magic != codec.MAGIC or encryption == codec.ENCRYPTION_NONE:
                 self._state = "plain"  # codec.Decoder checks and reports everything about it
                 return b""
