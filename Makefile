@@ -24,7 +24,7 @@ system: install-dev
 
 # Every scenario runs even if one fails, then bench/report.py aggregates their results files into
 # bench/results/<date>[-quick].{json,md,png}; BENCH_ARGS goes to each scenario (e.g. --no-setup).
-BENCH_SCENARIOS := bench/wal_push.py bench/backup.py bench/pitr.py
+BENCH_SCENARIOS := bench/wal_push.py bench/backup.py "bench/backup.py --scenario delta" bench/pitr.py
 bench: install-dev
 	@rc=0; for s in $(BENCH_SCENARIOS); do $(PY) $$s $(BENCH_ARGS) || rc=1; done; \
 	$(PY) bench/report.py || rc=1; exit $$rc

@@ -30,7 +30,7 @@ walrus backup-push --delta (its chain: full, d1, d2) against pgBackRest --type=i
 previous backup) and, after the second change, --type=diff (based on its full). Time and stored
 bytes of each, ratios to walrus; walrus's last delta is restored and its checksum compared.
 
-Usage: .venv/bin/python bench/backup.py [--quick] [--scales 20,100] [--repeat 3] [--only NAME,...]
+Usage: .venv/bin/python bench/backup.py [--quick] [--scales 20,100,300] [--repeat 3] [--only NAME,...]
        .venv/bin/python bench/backup.py --scenario delta [--scales 50] [--repeat 1]
 """
 import argparse
@@ -859,7 +859,7 @@ def publish(args, report, started, final):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="scale 20 only")
-    parser.add_argument("--scales", help="comma-separated pgbench scales (default 20,100; 20 with --quick)")
+    parser.add_argument("--scales", help="comma-separated pgbench scales (default 20,100,300; 20 with --quick)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="repetitions per tool and scale (medians reported; 0 with --profile: the profile only)")
     parser.add_argument("--baseline-walrus", metavar="PATH",
@@ -885,7 +885,8 @@ def main():
         args.quick, args.repeat = report["mode"] == "quick", report["repeat"]
         publish(args, report, time.time() - report.get("bench_seconds", 0), final=report.get("complete", True))
         return 0
-    scales = [int(s) for s in (args.scales or ("20" if args.quick else "20,100")).split(",")]
+    default_scales = ("20" if args.quick else "50") if args.scenario == "delta" else ("20" if args.quick else "20,100,300")
+    scales = [int(s) for s in (args.scales or default_scales).split(",")]
     if args.scenario == "delta":
         return main_delta(args, scales)
     if os.geteuid() != 0:

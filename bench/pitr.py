@@ -209,7 +209,8 @@ def make_source(ctx):
         "pgbackrest --config=%s --stanza=bench archive-push %%p" % c.pgbr_conf,
         barman_wal_archive_command(c.weed, c.barman_bucket)])
     source.configure(wal_level="replica", archive_mode="on", archive_command="'%s'" % archive_command,
-                     archive_timeout="0", shared_buffers="'256MB'", max_wal_size="'1GB'", autovacuum="off")
+                     archive_timeout="0", shared_buffers="'256MB'", max_wal_size="'1GB'", autovacuum="off",
+                     synchronous_commit="off")  # WAL written faster (no flush per commit); replay is the same
     env = dict(c.weed.env(), AWS_CA_BUNDLE=c.weed.cert, WALRUS_REPO=c.walrus_repo)
     env.update(c.pgbr_env)
     pg_start(source, base_env(env))

@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import RESULTS, render_md  # noqa: E402
 
-SCENARIOS = ("wal_push", "backup", "pitr")
+SCENARIOS = ("wal_push", "backup", "backup-delta", "pitr")
 
 
 def find_results(results, name, date, quick):
@@ -116,7 +116,27 @@ def pitr_rows(data):
     return rows, noise
 
 
-EXTRACT = {"wal_push": wal_rows, "backup": backup_rows, "pitr": pitr_rows}
+def delta_rows(data):
+    """Delta backups after 1% and 10% change: walrus --delta against pgBackRest incr (and diff)."""
+    rows = []
+    medians = data.get("delta_medians", ())
+    for scale in sorted(set(m["scale"] for m in medians)):
+        for step in ("1%", "10%"):
+            by = dict((m["tool"].split()[0], m) for m in medians if m["scale"] == scale and m["step"].startswith(step)
+                      and not m["tool"].endswith(" diff"))
+            w = next((m for tool, m in by.items() if tool.startswith("walrus")), None)
+            if not w:
+                continue
+            peers = dict((tool, m) for tool, m in by.items() if not tool.startswith("walrus"))
+            rows.append(row("delta backup", "seconds after %s change, scale %d" % (step, scale), "s", w["seconds"],
+                            dict((t + " incr", m["seconds"]) for t, m in peers.items()), None))
+            rows.append(row("delta backup", "stored MB after %s change, scale %d" % (step, scale), "MB",
+                            round(w["stored_bytes"] / 1e6, 1),
+                            dict((t + " incr", round(m["stored_bytes"] / 1e6, 1)) for t, m in peers.items()), None))
+    return rows, []
+
+
+EXTRACT = {"wal_push": wal_rows, "backup": backup_rows, "backup-delta": delta_rows, "pitr": pitr_rows}
 
 
 def fmt(value):

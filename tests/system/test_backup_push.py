@@ -10,7 +10,7 @@ import tarfile
 from conftest import ROOT, walrus
 
 sys.path.insert(0, os.path.join(ROOT, "plugins", "module_utils"))
-from walrus import codec  # noqa: E402
+from walrus import codec, filedigest  # noqa: E402
 
 
 def pg_env(repo, cluster, **extra):
@@ -50,18 +50,27 @@ def test_backup_holds_every_file_once_verified_and_leaves_out_what_it_must(repo,
     files = dict((f["path"], f) for f in manifest["files"])
     seen = set()
     for part in manifest["parts"]:
-        raw = codec.decode(repo.read("basebackups/first/" + part["key"]), part["key"])
-        assert hashlib.sha256(raw).hexdigest() == part["sha256"]
+        stored = repo.read("basebackups/first/" + part["key"])
+        raw = codec.decode(stored, part["key"])
+        # The part's digest covers its stored body; each member's its own bytes (below).
+        assert part["sha256_of"] == "body" and stored[9] == codec.DIGEST_OF_BODY
+        assert hashlib.sha256(stored[codec.HEADER.size:-codec.TRAILER_SIZE]).hexdigest() == part["sha256"]
         with tarfile.open(fileobj=io.BytesIO(raw), mode="r|") as tar:
             for member in tar:
                 assert member.isfile() and not member.name.startswith("/") and ".." not in member.name.split("/")
                 data = tar.extractfile(member).read()
                 entry = files[member.name]
-                assert (entry["part"], entry["size"], entry["sha256"]) == (
-                    part["number"], len(data), hashlib.sha256(data).hexdigest())
+                digest = filedigest.new(entry)
+                digest.update(data)
+                assert (entry["part"], entry["size"], entry["sha256"]) == (part["number"], len(data), digest.hexdigest())
+
                 assert member.name not in seen
                 seen.add(member.name)
     assert seen == set(files)
+    # Relation files are proven by their page hashes (one pass over their bytes when read).
+    assert files["global/pg_control"].get("digest", "sha256") == "sha256"
+    assert files["PG_VERSION"].get("digest", "sha256") == "sha256"
+    assert any(f.get("digest") == "pages" for path, f in files.items() if path.startswith("base/"))
 
     ts_file = cluster.psql("select pg_relation_filepath('t_ts')")
     assert ts_file in files and ts_file.startswith("pg_tblspc/")

@@ -7,7 +7,7 @@ import io
 import os
 import tarfile
 
-from walrus import backup, delta
+from walrus import backup, delta, filedigest
 
 MIB = 1 << 20
 
@@ -20,7 +20,9 @@ def _members(stream):
 def _check_entries(members, entries):
     for entry in entries:
         data = members[entry["path"]]
-        assert len(data) == entry["size"] and hashlib.sha256(data).hexdigest() == entry["sha256"], entry["path"]
+        digest = filedigest.new(entry)
+        digest.update(data)
+        assert len(data) == entry["size"] and digest.hexdigest() == entry["sha256"], entry["path"]
 
 
 def test_vanished_small_shrunk_and_grown_files(tmp_path, monkeypatch):

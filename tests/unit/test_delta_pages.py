@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from walrus import delta
+from walrus import delta, filedigest
 from walrus.errors import IntegrityError
 
 BLCKSZ = delta.BLCKSZ
@@ -198,9 +198,7 @@ def test_timeline_history_file_is_read_from_pg_wal(tmp_path):
 
 @pytest.mark.parametrize("limit_pages,invalid_at,expect", [
     (100, None, 1), (4, None, 1), (3, None, 2), (1, None, 2), (1, 8, 2), (0, None, 2), (0, 1, "whole")])
-def test_pages_delta_streams_past_the_memory_limit_even_when_it_is_reached_at_the_end(limit_pages, invalid_at, expect,
-                                                                                      monkeypatch):
-    monkeypatch.setattr(delta, "HASH_OFFLOAD_MIN", 0)  # the whole-file SHA-256 on the hasher thread
+def test_pages_delta_streams_past_the_memory_limit_even_when_it_is_reached_at_the_end(limit_pages, invalid_at, expect):
     old = [page(10 + i, bytes([65 + i])) for i in range(8)]
     new = old[:5] + [page(900, b"z"), page(901, b"y"), old[7], page(903, b"v"), page(902, b"w")]  # 4 changed, 2 at the end
     if invalid_at is not None:
@@ -216,12 +214,13 @@ def test_pages_delta_streams_past_the_memory_limit_even_when_it_is_reached_at_th
         return
     member = b"".join(got.chunks())
     assert len(member) == got.member_size and member[8] == expect
-    assert got.sha256 == hashlib.sha256(b"".join(new)).hexdigest()
+    whole = filedigest.new({"digest": "pages"})
+    whole.update(b"".join(new))
+    assert got.sha256 == whole.hexdigest()
     assert apply_to(b"".join(old), member, size) == b"".join(new)
     assert got.pages == 4 + (invalid_at is not None and invalid_at < 5)
     assert ("base/5/16384" in pages.hashes) is (invalid_at is None)  # an invalid page: no hashes, next time whole
     assert pages.delta("base/5/other", io.BytesIO(b""), 0, BLCKSZ) is None  # not in the base: whole
-    pages.close()
 
 
 def test_unchanged_files_need_no_member():
@@ -241,3 +240,34 @@ def test_streamed_members_must_end_in_zeros():
     member[-1] = 1
     with pytest.raises(IntegrityError, match="after its end mark"):
         apply_to(b"", bytes(member), 2 * BLCKSZ)
+
+
+def test_page_digest_is_the_sha256_of_page_sha256s_in_any_pieces():
+    import hashlib
+    import os
+    from walrus import filedigest
+    data = os.urandom(8192 * 5 + 100)
+    want = hashlib.sha256(b"".join(hashlib.sha256(data[i:i + 8192]).digest()
+                                   for i in range(0, len(data), 8192))).hexdigest()
+    for piece in (1, 1000, 8192, 9000, 1 << 20):
+        digest = filedigest.new({"digest": "pages"})
+        for i in range(0, len(data), piece):
+            digest.update(data[i:i + piece])
+        assert digest.hexdigest() == want
+    scanner = delta.PageScanner()
+    scanner.update(data[:8192 * 3])
+    scanner.update(data[8192 * 3:])
+    assert scanner.sha256() == want
+    assert filedigest.new({}).name == "sha256"
+    flipped = bytearray(data)
+    flipped[8192 * 2 + 7] ^= 1
+    other = filedigest.new({"digest": "pages"})
+    other.update(bytes(flipped))
+    assert other.hexdigest() != want
+
+
+def test_unknown_digest_kind_is_refused():
+    from walrus import filedigest
+    from walrus.errors import IntegrityError
+    with pytest.raises(IntegrityError, match="digest kind 'md4'"):
+        filedigest.new({"path": "base/1/1", "digest": "md4"})

@@ -17,7 +17,7 @@ import tarfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import catalog, codec, delta, pg, ratelimit, repolock, walnames
+from . import catalog, codec, delta, filedigest, pg, ratelimit, repolock, walnames
 from .progress import ensure as _progress
 from .backups import NAME_RE, PREFIX, backup_key
 from .errors import ConfigError, UsageError, WalrusError, StorageError
@@ -180,7 +180,7 @@ def _tar_stream(members, entries, part_number, pages, progress=None, read_limit=
                         yield b"\0" * (tarfile.BLOCKSIZE - info.size % tarfile.BLOCKSIZE)
                     entry.update(stored="delta", stored_size=info.size, stored_sha256=member_digest.hexdigest(),
                                  pages=changed.pages)
-                entry["sha256"] = changed.sha256
+                entry.update(sha256=changed.sha256, digest=filedigest.PAGES)
                 entries.append(entry)
                 progress.add(st.st_size)
                 continue
@@ -200,29 +200,40 @@ def _tar_stream(members, entries, part_number, pages, progress=None, read_limit=
                 yield data
                 if len(data) % tarfile.BLOCKSIZE:
                     yield b"\0" * (tarfile.BLOCKSIZE - len(data) % tarfile.BLOCKSIZE)
+                _set_digest(entry, scanner, data)
                 pages.record(rel, scanner)
-                entry["sha256"] = hashlib.sha256(data).hexdigest()
                 entries.append(entry)
                 continue
             scanner = pages.scanner(rel, st.st_size)
             yield info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-            digest, remaining = hashlib.sha256(), st.st_size
+            # A relation file's digest comes from its page scan (one pass over its bytes).
+            digest, remaining = (None if scanner is not None else hashlib.sha256()), st.st_size
             while remaining:
                 chunk = handle.read(min(READ_CHUNK, remaining))
                 if not chunk:
                     chunk = b"\0" * min(READ_CHUNK, remaining)
-                digest.update(chunk)
                 if scanner is not None:
                     scanner.update(chunk)
+                else:
+                    digest.update(chunk)
                 remaining -= len(chunk)
                 progress.add(len(chunk))
                 yield chunk
             if st.st_size % tarfile.BLOCKSIZE:
                 yield b"\0" * (tarfile.BLOCKSIZE - st.st_size % tarfile.BLOCKSIZE)
+            _set_digest(entry, scanner, None, digest)
             pages.record(rel, scanner)
-        entry["sha256"] = digest.hexdigest()
         entries.append(entry)
     yield b"\0" * (2 * tarfile.BLOCKSIZE)
+
+
+def _set_digest(entry, scanner, data=None, digest=None):
+    """The manifest digest of a file read whole (`data`) or streamed (`digest` fed): from the
+    page scan for a relation file (filedigest.PAGES), else the SHA-256 of its bytes."""
+    if scanner is not None:
+        entry.update(sha256=scanner.sha256(), digest=filedigest.PAGES)
+    else:
+        entry["sha256"] = (digest or hashlib.sha256(data)).hexdigest()
 
 
 def _encoded(raw_chunks, encoder):
@@ -314,13 +325,10 @@ def push(settings, datadir, name=None, fast=True, jobs=4, part_mb=1024, archive_
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
             futures = [pool.submit(upload_part, part_storage, settings, name, i + 1, members, pages, progress)
                        for i, members in enumerate(parts_plan)]
-            try:
-                for future in futures:
-                    part, part_entries = future.result()
-                    parts.append(part)
-                    entries.extend(part_entries)
-            finally:
-                pages.close()
+            for future in futures:
+                part, part_entries = future.result()
+                parts.append(part)
+                entries.extend(part_entries)
         progress.finish()
         stop_lsn, label, spcmap = server.stop_backup()
     finally:

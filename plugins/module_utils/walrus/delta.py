@@ -40,7 +40,7 @@ import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from . import backups, codec, restore
+from . import filedigest, backups, codec, restore
 from .errors import IntegrityError, NotFound
 
 BLCKSZ = 8192
@@ -51,7 +51,6 @@ SIZE_OF_PAGE_HEADER = 24
 HASH_BYTES = 8
 ZERO_PAGE = bytes(BLCKSZ)
 DELTA_BUFFER_MAX = 128 << 20  # changed pages of one file held in memory before its member is streamed
-HASH_OFFLOAD_MIN = 8 << 20  # files at least this big get their whole-file SHA-256 computed on another thread
 DEFAULT_MAX_CHAIN = 6
 
 PAGE_HASHES = "pagehashes.bin"
@@ -94,9 +93,14 @@ def page_hash(page):
     return hashlib.sha256(page).digest()[:HASH_BYTES]
 
 
+def _page_sha256(page):
+    return hashlib.sha256(page).digest()
+
+
 class PageScanner(object):
     """Fed a relation file's bytes in order: the hash of every page and whether every page
-    looked valid. With base hashes, also which pages differ from the base (and their bytes)."""
+    looked valid. With base hashes, also which pages differ from the base (and their bytes).
+    sha256() is the file's filedigest.PAGES digest, from the same page hashes."""
 
     def __init__(self, base_hashes=None, base_start_lsn=0, keep_changed=False, limit=DELTA_BUFFER_MAX):
         self.hashes = bytearray()
@@ -111,6 +115,7 @@ class PageScanner(object):
         self.overflow = False
         self._rest = b""
         self._block = 0
+        self.file_digest = filedigest.PageDigest()
 
     def update(self, chunk):
         if self._rest:
@@ -121,9 +126,12 @@ class PageScanner(object):
         if whole != len(view):
             self._rest = bytes(view[whole:])
         base, nbase = self.base, len(self.base) // HASH_BYTES if self.base is not None else 0
+        add_page = self.file_digest.page
         for off in range(0, whole, BLCKSZ):
             page = view[off:off + BLCKSZ]
-            digest = page_hash(page)
+            full = _page_sha256(page)
+            add_page(full)
+            digest = full[:HASH_BYTES]
             self.hashes += digest
             if self.valid and not page_is_valid(page):
                 self.valid = False
@@ -148,6 +156,14 @@ class PageScanner(object):
         if self._rest:
             self.valid = False
         return self.valid
+
+    def sha256(self):
+        """The hex filedigest.PAGES digest of every byte fed so far."""
+        if self._rest:
+            self.file_digest.update(self._rest)
+            self._rest = b""
+            self.valid = False
+        return self.file_digest.hexdigest()
 
 
 def encode_delta(file_size, changed):
@@ -294,8 +310,6 @@ class Pages(object):
         self.base_hashes = base_hashes or {}
         self.base_start_lsn = _lsn(base["start_lsn"]) if base else 0
         self.limit = DELTA_BUFFER_MAX
-        # The whole-file SHA-256 of big files runs beside the page scan (hashlib releases the GIL).
-        self.hasher = ThreadPoolExecutor(max_workers=2) if base else None
         self.hashes = {}
         self.lock = threading.Lock()
         self.stats = {"delta_files": 0, "unchanged_files": 0, "whole_files": 0, "pages_stored": 0,
@@ -339,10 +353,6 @@ class Pages(object):
             result.finish_listed()
         return result
 
-    def close(self):
-        if self.hasher is not None:
-            self.hasher.shutdown(wait=True)
-
     def done(self, result):
         scanner = result.scanner
         with self.lock:
@@ -362,22 +372,13 @@ class DeltaFile(object):
     def __init__(self, pages, rel, handle, size, read_chunk):
         self.owner, self.rel, self.handle, self.size, self.read_chunk = pages, rel, handle, size, read_chunk
         self.scanner = PageScanner(pages.base_hashes[rel], pages.base_start_lsn, keep_changed=True, limit=pages.limit)
-        self.digest = hashlib.sha256()
         self.remaining = size
         self.member_size = None
         self.pages = 0
         self._listed = None
-        self._pending = None
-        self._hasher = pages.hasher if size >= HASH_OFFLOAD_MIN else None
 
     def read(self):
         chunk = self.handle.read(min(self.read_chunk, self.remaining)) or bytes(min(self.read_chunk, self.remaining))
-        if self._hasher is None:
-            self.digest.update(chunk)
-        else:  # in order: one chunk at a time in flight
-            if self._pending is not None:
-                self._pending.result()
-            self._pending = self._hasher.submit(self.digest.update, chunk)
         self.scanner.update(chunk)
         self.remaining -= len(chunk)
 
@@ -394,10 +395,8 @@ class DeltaFile(object):
 
     @property
     def sha256(self):
-        if self._pending is not None:
-            self._pending.result()
-            self._pending = None
-        return self.digest.hexdigest()
+        """The whole file's filedigest.PAGES digest (valid after chunks())."""
+        return self.scanner.sha256()
 
     def chunks(self):
         if self._listed is not None:
@@ -515,8 +514,9 @@ class _ChainRestorer(restore._Restorer):
             base = restore.PG_CONTROL_PENDING
         parent_fd = dirs.fd(root, parent)
         source = tar.extractfile(member)
-        digest = hashlib.sha256()
-        if entry.get("stored") == "delta":
+        stored_delta = entry.get("stored") == "delta"
+        digest = hashlib.sha256() if stored_delta else filedigest.new(entry)
+        if stored_delta:
             try:
                 fd = os.open(base, _PATCH_FLAGS, dir_fd=parent_fd)
             except FileNotFoundError:
@@ -616,7 +616,7 @@ def _verify(plan, roots, jobs):
                 except FileNotFoundError:
                     raise IntegrityError("file %s of the manifest was in no backup of the chain" % name)
                 try:
-                    digest, size = hashlib.sha256(), 0
+                    digest, size = filedigest.new(entry), 0
                     while True:
                         chunk = os.read(fd, restore.READ_SIZE * 4)
                         if not chunk:

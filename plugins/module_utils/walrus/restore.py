@@ -35,7 +35,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from . import backups, catalog, codec, ratelimit, tarstream, writeback
+from . import backups, catalog, codec, filedigest, ratelimit, tarstream, writeback
 from .errors import IntegrityError, NotFound, StorageError, UsageError, WalrusError
 from .progress import ensure as _progress
 from .storage import open_storage
@@ -217,7 +217,7 @@ class _Plan(object):
         for entry in manifest["files"]:
             path = _check_relpath(entry.get("path") if isinstance(entry, dict) else None, "manifest %s file" % where)
             if (not isinstance(entry.get("size"), int) or entry["size"] < 0 or not _HEX64.match(str(entry.get("sha256")))
-                    or not isinstance(entry.get("mode"), int)
+                    or not isinstance(entry.get("mode"), int) or entry.get("digest", filedigest.WHOLE) not in filedigest.KINDS
                     or (entry.get("part") not in self.parts
                         and not (entry.get("stored") == "base" and entry.get("part") is None))):
                 raise IntegrityError("manifest %s has a malformed entry for file %s" % (where, path))
@@ -447,7 +447,7 @@ class _Restorer(object):
             fd = os.open(base, _FILE_FLAGS, 0o600, dir_fd=parent_fd)
         except FileExistsError:
             raise IntegrityError("file %s from part %s already exists in the target" % (name, where))
-        digest, size, durable = hashlib.sha256(), 0, writeback.FileWriteback(fd)
+        digest, size, durable = filedigest.new(entry), 0, writeback.FileWriteback(fd)
         try:
             for chunk in tar.views():
                 digest.update(chunk)

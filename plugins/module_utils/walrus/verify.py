@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import backups, catalog, codec, delta, ratelimit, restore, walnames
+from . import backups, catalog, codec, delta, filedigest, ratelimit, restore, walnames
 from .errors import IntegrityError, NotFound, UsageError, WalrusError
 from .storage import open_storage
 
@@ -80,8 +80,8 @@ class _Checker(restore._Restorer):
 
     def _write(self, tar, member, entry, name, where, dirs):
         source = tar.extractfile(member)
-        digest, size = hashlib.sha256(), 0
         stored_delta = entry.get("stored") == "delta"
+        digest, size = hashlib.sha256() if stored_delta else filedigest.new(entry), 0
         head = b""
         while True:
             chunk = source.read(restore.READ_SIZE)
@@ -164,7 +164,7 @@ def _check_chain_refs(storage, manifest, chain, problems):
         older = base_files.get(path)
         if stored == "base":
             kept += 1
-            if older is None or (older.get("size"), older.get("sha256")) != (entry["size"], entry["sha256"]):
+            if older is None or not filedigest.same(older, entry):
                 problems.add((2, 0, 0), where, "file %s is kept unchanged from base backup %s, whose manifest %s"
                              % (path, base_sentinel["name"], "does not list it" if older is None else
                                 "lists it with %s bytes and SHA-256 %s, not %d and %s"
