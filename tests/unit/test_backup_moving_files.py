@@ -2,7 +2,6 @@
 moments): a vanished file is left out, a small file that shrank ends at its new end, a big one is
 padded to its header's size, a grown one is cut at its size when opened; every member matches its
 manifest entry, so the backup verifies and restores."""
-import hashlib
 import io
 import os
 import tarfile

@@ -24,7 +24,6 @@ Safety, in the order things happen:
 """
 import datetime
 import errno
-import hashlib
 import os
 import re
 import shlex
