@@ -514,9 +514,8 @@ class _ChainRestorer(restore._Restorer):
             base = restore.PG_CONTROL_PENDING
         parent_fd = dirs.fd(root, parent)
         source = tar.extractfile(member)
-        stored_delta = entry.get("stored") == "delta"
-        digest = hashlib.sha256() if stored_delta else filedigest.new(entry)
-        if stored_delta:
+        digest = filedigest.for_member(entry)
+        if entry.get("stored") == "delta":
             try:
                 fd = os.open(base, _PATCH_FLAGS, dir_fd=parent_fd)
             except FileNotFoundError:

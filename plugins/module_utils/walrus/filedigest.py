@@ -60,6 +60,12 @@ def new(entry):
     raise IntegrityError("file %s has digest kind %r, unknown to this walrus" % (entry.get("path"), kind))
 
 
+def for_member(entry):
+    """The digest object for a tar member's bytes: a delta member (`stored` "delta") is checked
+    against `stored_sha256`, the SHA-256 of its bytes; any other member is the file itself."""
+    return hashlib.sha256() if entry.get("stored") == "delta" else new(entry)
+
+
 def same(older, newer):
     """Whether two manifest entries of one file say the same content. Digests of different
     kinds cannot be compared: then only the sizes (the restore checks the bytes in any case)."""

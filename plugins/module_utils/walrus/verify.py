@@ -81,7 +81,7 @@ class _Checker(restore._Restorer):
     def _write(self, tar, member, entry, name, where, dirs):
         source = tar.extractfile(member)
         stored_delta = entry.get("stored") == "delta"
-        digest, size = hashlib.sha256() if stored_delta else filedigest.new(entry), 0
+        digest, size = filedigest.for_member(entry), 0
         head = b""
         while True:
             chunk = source.read(restore.READ_SIZE)
