@@ -23,7 +23,6 @@ What is checked, in this order:
 Every problem is collected (a broken part stops only that part); the result lists them all,
 first bad object first, and failure() turns them into one IntegrityError (exit 4).
 """
-import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
