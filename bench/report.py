@@ -155,7 +155,7 @@ def markdown(report):
            "seconds can be off by 20-50%%. Medians where a scenario repeats." % report["cpus"], "",
            "Ratios: `peer / walrus` above 1 = walrus faster (or smaller); `walrus / floor` = how far walrus is "
            "from the floor (local cp / tar|lz4; 1 = as fast as the floor).", ""]
-    for scenario in ("WAL drain", "base backup", "base restore", "PITR"):
+    for scenario in ("WAL drain", "base backup", "base restore", "delta backup", "PITR"):
         rows = [r for r in report["rows"] if r["scenario"] == scenario]
         if not rows:
             continue
