@@ -2,7 +2,7 @@
 """`walrus backup-push` (backup.py), `backup-list` (backups.py) and `backup-verify` (verify.py)."""
 import sys
 
-from .cli_common import (add_connection_flags, add_output_flags, add_rate_flags, conninfo, fail, note, observed,
+from .cli_common import (add_connection_flags, add_output_flags, add_rate_flags, conninfo, fail, listed, note, observed,
                          on_named_backup, settings, write_json)
 from .errors import EXIT_USAGE
 
@@ -93,12 +93,7 @@ def _backup_push(args, progress):
 
 def cmd_backup_list(args):
     from . import backups
-    from .storage import open_storage
-    storage = open_storage(settings(args))
-    problems = []
-    found = backups.list_backups(storage, problems)
-    for problem in problems:
-        sys.stderr.write("walrus: warning: %s\n" % problem)
+    storage, found = listed(args, backups.list_backups)
     if args.json:
         write_json(found)
     elif not found:

@@ -28,6 +28,18 @@ def on_named_backup(work, *args, **kwargs):
         raise UsageError(str(exc))
 
 
+def listed(args, lister):
+    """(storage, items) of a repository listing; lister(storage, problems) reports what it
+    skipped into problems, which become warnings on stderr."""
+    from .storage import open_storage
+    storage = open_storage(settings(args))
+    problems = []
+    items = lister(storage, problems)
+    for problem in problems:
+        sys.stderr.write("walrus: warning: %s\n" % problem)
+    return storage, items
+
+
 def settings(args):
     explicit = {}
     for name in ("repo", "config", "compression", "upload_concurrency", "lookahead", "prefetch",

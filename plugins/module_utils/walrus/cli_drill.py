@@ -3,7 +3,7 @@
 import os
 import sys
 
-from .cli_common import (add_connection_flags, add_rate_flags, add_target_flags, conninfo, fail, pairs, recovery,
+from .cli_common import (add_connection_flags, add_rate_flags, add_target_flags, conninfo, fail, listed, pairs, recovery,
                          settings, write_json)
 from .errors import EXIT_DRILL_FAILED
 
@@ -92,12 +92,7 @@ def cmd_drill_canary(args):
 
 def cmd_drill_list(args):
     from . import drills
-    from .storage import open_storage
-    storage = open_storage(settings(args))
-    problems = []
-    reports = drills.list_reports(storage, problems)
-    for problem in problems:
-        sys.stderr.write("walrus: warning: %s\n" % problem)
+    storage, reports = listed(args, drills.list_reports)
     if args.html:
         from .localfile import write_atomic
         write_atomic(args.html, drills.render_html(reports, storage.describe()))
