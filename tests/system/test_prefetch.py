@@ -7,7 +7,7 @@ import time
 from conftest import WALRUS, walrus
 from test_wal_rules import push, queue_segments
 from tools.pgcluster import as_postgres, chown_postgres
-from walrus import prefetch
+from walrus import prefetch, worker
 
 
 def wait_for(predicate, timeout=20):
@@ -34,9 +34,12 @@ class Recovering(object):
     """A data directory asking for WAL as PostgreSQL's recovery does, from inside it:
     `wal-fetch NAME pg_wal/RECOVERYXLOG`, with `env` (the repository, WALRUS_PREFETCH)."""
 
-    def __init__(self, workdir, env, start_segment=None):
-        self.dir = os.path.join(workdir, "restore")
+    def __init__(self, workdir, env, start_segment=None, existing=None):
         self.env = env
+        self.dest = os.path.join("pg_wal", "RECOVERYXLOG")
+        self.dir = existing or os.path.join(workdir, "restore")
+        if existing:  # e.g. what backup-fetch restored
+            return
         os.makedirs(os.path.join(self.dir, "pg_wal"))
         if start_segment:  # a restored backup (backup_label, recovery.signal) that starts there
             with open(os.path.join(self.dir, "backup_label"), "w") as handle:
@@ -44,7 +47,6 @@ class Recovering(object):
             open(os.path.join(self.dir, "recovery.signal"), "w").close()
         for path in (self.dir, os.path.join(self.dir, "pg_wal")):
             chown_postgres(path)
-        self.dest = os.path.join("pg_wal", "RECOVERYXLOG")
 
     def fetch(self, name):
         return walrus("wal-fetch", name, self.dest, env=self.env, cwd=self.dir)
@@ -131,10 +133,50 @@ def test_live_worker_answers_missing_files_and_backup_label_starts_prefetch(repo
     assert recovering.fetch_light("00000002.history") == (1, False)
     assert not [e for e in os.listdir(pdir) if e.startswith((prefetch.ASK_PREFIX, prefetch.ABSENT_PREFIX))]
 
-    # A segment archived later is "present": the foreground fetches it (a standby's next segment).
+    # At its end, recovery re-reads the segment that holds its last record, long consumed:
+    # the lingering worker fetches it again rather than the foreground paying boto3's import.
+    assert recovering.fetch_light(names[-1]) == (0, False)
+    assert recovering.fetched() == originals[names[-1]]
+
+    # A segment archived later (a standby's next segment) is fetched by the worker on request.
     (later,) = queue_segments(cluster, 1)
     assert later == after
     assert push(cluster, later, repo.full_env()).returncode == 0
-    code, _heavy = recovering.fetch_light(later)
-    assert code == 0
+    assert recovering.fetch_light(later) == (0, False)
     assert recovering.fetched() == open(os.path.join(cluster.datadir, "pg_wal", later), "rb").read()
+    assert not [e for e in os.listdir(pdir) if e.startswith((prefetch.SERVED_PREFIX, prefetch.TMP_PREFIX))]
+
+
+def test_backup_fetch_starts_prefetch_for_the_restored_directory(repo, cluster_factory, workdir):
+    primary = cluster_factory(repo)
+    env = repo.full_env(WALRUS_PREFETCH="4")
+    primary.pgbench("-i", "-s", "1", "-q")
+    assert walrus("backup-push", primary.datadir, "--pghost", primary.host, "--pgport", str(primary.port),
+                  env=env, timeout=300).returncode == 0
+    primary.pgbench("-t", "200", "-n")
+    primary.wait_archived(primary.switch_wal())
+
+    # As the server's user: the worker is running before PostgreSQL starts, and holds the
+    # backup's first segment, so that the first restore_command call only moves it into place.
+    target = os.path.join(workdir, "restored")
+    res = walrus("backup-fetch", "LATEST", target, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr
+    recovering = Recovering(workdir, env, existing=target)
+    pdir = recovering.prefetch_dir()
+    assert worker.running(pdir)
+    label = open(os.path.join(target, "backup_label")).read()
+    first = label.split("(file ")[1].split(")")[0]
+    assert wait_for(lambda: os.path.exists(os.path.join(pdir, first)))
+    assert recovering.fetch_light("00000002.history") == (1, False)  # the live worker answers
+    assert recovering.fetch_light(first) == (0, False)
+    copy = os.path.join(workdir, "copy")
+    os.mkdir(copy)
+    chown_postgres(copy)
+    assert walrus("wal-fetch", first, os.path.join(copy, first), env=repo.full_env(WALRUS_PREFETCH="0")).returncode == 0
+    assert recovering.fetched() == open(os.path.join(copy, first), "rb").read()
+
+    # As root (never the server's user), no worker starts: its files would lock PostgreSQL out.
+    other = os.path.join(workdir, "as-root")
+    res = walrus("backup-fetch", "LATEST", other, env=env, as_user="root", timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert not os.path.exists(os.path.join(other, "pg_wal", "walrus"))

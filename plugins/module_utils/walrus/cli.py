@@ -69,7 +69,10 @@ def _fast_path(argv):
             pdir = prefetch.default_dir(settings, os.path.dirname(os.path.abspath(argv[2])))
             if len(argv[1]) == 24 and prefetch.take(pdir, argv[1], argv[2]):
                 return 0
-            if prefetch.absent(pdir, argv[1]):
+            answer = prefetch.ask(pdir, argv[1], argv[2])
+            if answer == prefetch.SERVED:
+                return 0
+            if answer == prefetch.ABSENT:
                 return EXIT_NOT_FOUND  # as cmd_wal_fetch: quiet, PostgreSQL asks for missing files routinely
     return None
 

@@ -112,6 +112,9 @@ def _backup_fetch(args, progress):
     result = on_named_backup(restore.fetch_backup, repo_settings, args.name, args.target, tablespace_map=spaces,
                              jobs=args.jobs, recovery=recovery_target, standby=args.standby, overwrite=args.overwrite,
                              server_settings=server_settings, progress=progress)
+    from . import wal
+    # Not in the result: whether a worker started is an optimisation, not part of the restore.
+    wal.prefetch_restored(repo_settings, result["target"], result.get("wal_segment_size"))
     if args.start and args.standby:
         from . import standby
         result["server"] = standby.start(result["target"], args.pg_bindir, timeout=args.wait_timeout)

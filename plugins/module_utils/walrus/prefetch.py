@@ -8,12 +8,13 @@ never served for another timeline; they are decoded and verified before they app
 is served only while the worker that placed it is alive (worker.py); a new worker wipes what
 an old one left, and a worker removes what was not consumed when recovery stops asking.
 
-The live worker also answers "is NAME in the repository?" (absent()): recovery asks for files
-that do not exist as a matter of course (the next timeline's history file at the start and at
-the end, the segment after the target, a standby's next segment), and a foreground process
-would pay boto3's import and a new connection to hear "no". An answer comes from a request the
-worker makes after the question was asked, never from memory. After the end of the archive the
-worker lingers for LINGER_SECONDS to answer such questions.
+The live worker also serves what is not in its window (ask()): recovery asks for files that
+do not exist as a matter of course (the next timeline's history file at the start and at the
+end, the segment after the target, a standby's next segment) and re-reads the segment that
+holds its last record when it ends; a foreground process would pay boto3's import and a new
+connection for each. An answer comes from a request the worker makes after the question was
+asked, never from memory. After the end of the archive the worker lingers for LINGER_SECONDS
+to answer such questions.
 The module-level imports are standard library only: take() is the restore_command fast path.
 """
 import os
@@ -23,12 +24,14 @@ from . import worker
 
 TMP_PREFIX = ".tmp-"
 ASK_PREFIX = ".ask-"
+SERVED_PREFIX = ".served-"
 ABSENT_PREFIX = ".absent-"
-PRESENT_PREFIX = ".present-"
+FAILED_PREFIX = ".failed-"
+SERVED, ABSENT = "served", "absent"
 IDLE_SECONDS = 30.0
-LINGER_SECONDS = 10.0  # after the archive's end: answer absent() questions this long
+LINGER_SECONDS = 10.0  # after the archive's end: answer ask() questions this long
 WAIT_SECONDS = 60.0  # how long restore_command waits for a file the worker is fetching
-ASK_SECONDS = 5.0  # how long absent() waits for the worker's answer before fetching itself
+ASK_SECONDS = 20.0  # how long ask() waits for the worker's answer before fetching itself
 
 
 def default_dir(settings, pg_wal):
@@ -49,55 +52,71 @@ def take(pdir, name, dest, wait_seconds=WAIT_SECONDS):
     return worker.wait_for(pdir, name, attempt, wait_seconds, require_worker=True)
 
 
-def absent(pdir, name, wait_seconds=ASK_SECONDS):
-    """Ask the live worker whether WAL file `name` is in the repository. True only when the
-    worker looked after this call began and found nothing; False when it is there, when no
-    worker is alive, or when no answer came in time (the caller then fetches it itself)."""
+def ask(pdir, name, dest, wait_seconds=ASK_SECONDS):
+    """Ask the live worker for WAL file `name` (one outside its window): it fetches and verifies
+    it, and it is moved to `dest`. Returns SERVED; ABSENT when the worker looked after this call
+    began and found nothing; None when no worker is alive, it failed, or no answer came in time
+    (the caller then fetches the file itself)."""
     if not name or os.path.basename(name) != name or not worker.running(pdir):
-        return False
+        return None
     token = "%s-%d" % (name, os.getpid())  # one question, one answer: never an earlier caller's
-    ask = os.path.join(pdir, ASK_PREFIX + token)
-    no, yes = os.path.join(pdir, ABSENT_PREFIX + token), os.path.join(pdir, PRESENT_PREFIX + token)
+    ask_path = os.path.join(pdir, ASK_PREFIX + token)
+    served, no, failed = (os.path.join(pdir, prefix + token) for prefix in (SERVED_PREFIX, ABSENT_PREFIX, FAILED_PREFIX))
     try:
-        os.close(os.open(ask, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.close(os.open(ask_path, os.O_CREAT | os.O_WRONLY, 0o600))
     except OSError:
-        return False
+        return None
     deadline = time.monotonic() + wait_seconds
     pause = 0.001
     try:
         while True:
+            try:
+                os.rename(served, dest)
+                return SERVED
+            except FileNotFoundError:
+                pass
             if os.path.exists(no):
-                return True
-            if os.path.exists(yes) or not worker.running(pdir) or time.monotonic() > deadline:
-                return False
+                return ABSENT
+            if os.path.exists(failed) or not worker.running(pdir) or time.monotonic() > deadline:
+                return None
             time.sleep(pause)
             pause = min(pause * 1.5, 0.01)
     finally:
-        for path in (ask, no, yes):
+        for path in (ask_path, served, no, failed):
             _unlink(path)
 
 
-def _answer(pdir, entry, exists):
-    """Answer one absent() question (an .ask- file); any doubt answers 'present'."""
+def _answer(pdir, entry, fetch):
+    """Answer one ask() question (an .ask- file) with the file, or with 'absent' or 'failed'."""
+    from .errors import NotFound
+
     token = entry[len(ASK_PREFIX):]
     name = token.rpartition("-")[0]
+    data = b""
     try:
-        found = exists(name)
+        data, prefix = fetch(name), SERVED_PREFIX
+    except NotFound:
+        prefix = ABSENT_PREFIX
     except Exception:
-        found = True  # the foreground's own fetch reports the error
-    ask = os.path.join(pdir, entry)
-    if not os.path.exists(ask):
-        return  # the caller gave up
-    path = os.path.join(pdir, (PRESENT_PREFIX if found else ABSENT_PREFIX) + token)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        prefix = FAILED_PREFIX  # the foreground's own fetch reports the error
+    if os.path.exists(os.path.join(pdir, entry)):  # else the caller gave up
+        _place(pdir, prefix + token, data)
 
 
-def run_worker(pdir, names, fetch, depth, concurrency, ready, exists=None):
+def _place(pdir, name, data):
+    """Write pdir/name so that it appears whole or not at all."""
+    tmp = os.path.join(pdir, TMP_PREFIX + name)
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.rename(tmp, os.path.join(pdir, name))
+
+
+def run_worker(pdir, names, fetch, depth, concurrency, ready, answer=True):
     """Fetch names (an iterator of successive segment names) into pdir, keeping at most
     `depth` fetched-or-in-flight files ahead of recovery. fetch(name) returns the verified
-    bytes and raises on absence or error; either ends the look-ahead. With exists(name)
-    (a fresh look in the repository), also answer absent() questions, and linger after the
-    end of the look-ahead to answer them."""
+    bytes and raises (NotFound on absence) on error; either ends the look-ahead. With
+    `answer`, also answer ask() questions, and linger after the end of the look-ahead to
+    answer them."""
     from concurrent.futures import ThreadPoolExecutor
 
     if worker.acquire(pdir) is None:
@@ -110,11 +129,7 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready, exists=None):
     ready()
 
     def fetch_to(name):
-        data = fetch(name)
-        tmp = os.path.join(pdir, TMP_PREFIX + name)
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.rename(tmp, os.path.join(pdir, name))
+        _place(pdir, name, fetch(name))
 
     pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
     in_flight, placed, window = {}, [], set(pending)
@@ -122,10 +137,10 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready, exists=None):
     exhausted, last_progress = False, time.monotonic()
     try:
         while True:
-            if exists is not None:
+            if answer:
                 for entry in os.listdir(pdir):
                     if entry.startswith(ASK_PREFIX) and entry not in questions:
-                        questions[entry] = pool.submit(_answer, pdir, entry, exists)
+                        questions[entry] = pool.submit(_answer, pdir, entry, fetch)
                 for entry in [e for e, f in questions.items() if f.done()]:
                     del questions[entry]
                     last_progress = time.monotonic()
@@ -149,7 +164,7 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready, exists=None):
                 window = set(in_flight)
                 worker.publish(pdir, window)
             if exhausted and not in_flight and not placed and not questions and (
-                    exists is None or time.monotonic() - last_progress > LINGER_SECONDS):
+                    not answer or time.monotonic() - last_progress > LINGER_SECONDS):
                 break
             if time.monotonic() - last_progress > IDLE_SECONDS:
                 break
@@ -159,6 +174,9 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready, exists=None):
         worker.withdraw(pdir)
         for name in placed:
             _unlink(os.path.join(pdir, name))
+        for entry in os.listdir(pdir):  # answers nobody took (the caller gave up)
+            if entry.startswith((SERVED_PREFIX, ABSENT_PREFIX, FAILED_PREFIX, TMP_PREFIX)):
+                _unlink(os.path.join(pdir, entry))
 
 
 def start(settings, pdir, run):

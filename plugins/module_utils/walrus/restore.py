@@ -794,7 +794,7 @@ def _restore(storage, sentinel, plan, roots, jobs, conf, standby, chain=None, pr
         dirs.close()
     return {"name": sentinel["name"], "files": done, "bytes": written,
             "recovery": dict(conf), "signal": signal, "stop_time": sentinel.get("stop_time"),
-            "stop_lsn": sentinel.get("stop_lsn"),
+            "stop_lsn": sentinel.get("stop_lsn"), "wal_segment_size": manifest.get("wal_segment_size"),
             "tablespaces": dict(plan.locations)}
 
 

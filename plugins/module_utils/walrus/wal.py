@@ -240,7 +240,10 @@ def _fetch_once(settings, name, dest, storage, use_prefetch):
     use_prefetch = prefetching and walname.kind == "segment"
     if use_prefetch and prefetch.take(pdir, name, dest, prefetch.WAIT_SECONDS):
         return {"name": name, "status": "prefetched", "seconds": time.monotonic() - started}
-    if prefetching and walname.kind in ("segment", "history") and prefetch.absent(pdir, name):
+    answer = prefetching and walname.kind in ("segment", "history") and prefetch.ask(pdir, name, dest)
+    if answer == prefetch.SERVED:
+        return {"name": name, "status": "prefetched", "seconds": time.monotonic() - started}
+    if answer == prefetch.ABSENT:
         raise NotFound("%s is not archived (the prefetch worker looked)" % name)
     storage = storage or open_storage(settings)
     identity = catalog.read_identity(storage)
@@ -285,6 +288,27 @@ def _prefetch_from_backup_label(settings, pdir, dest, seg_size):
         _start_prefetch(settings, pdir, first.timeline, first.segno(seg_size), seg_size)
 
 
+def prefetch_restored(settings, target, seg_size):
+    """After backup-fetch into `target`: start the prefetch worker at the backup's first WAL
+    segment now, so that the server's first restore_command calls find their files waiting
+    (and the live worker answers the history-file questions) instead of each paying boto3's
+    import and a first fetch. Only when this process may fork (no other thread) and owns the
+    directory and is not root, i.e. runs as the server will: a worker owned by another user
+    would lock the server's restore_command out of the prefetch directory. Returns True if a worker started."""
+    import threading
+    if settings.prefetch <= 0 or not seg_size or threading.active_count() > 1:
+        return False
+    try:
+        if os.geteuid() == 0 or os.stat(target).st_uid != os.geteuid():  # PostgreSQL never runs as root
+            return False
+    except OSError:
+        return False
+    dest = os.path.join(target, "pg_wal", "RECOVERYXLOG")
+    pdir = prefetch.default_dir(settings, os.path.dirname(dest))
+    _prefetch_from_backup_label(settings, pdir, dest, int(seg_size))
+    return worker.running(pdir)
+
+
 def _start_prefetch(settings, pdir, timeline, first, seg_size):
     """Start a prefetch worker for the segments of `timeline` from segment number `first` on."""
     def names():
@@ -296,8 +320,7 @@ def _start_prefetch(settings, pdir, timeline, first, seg_size):
     def run(ready):
         storage = open_storage(settings)  # a fresh client: connections are not shared across fork
         prefetch.run_worker(pdir, names(), lambda n: fetch_bytes(storage, walnames.parse(n)),
-                            settings.prefetch, settings.upload_concurrency, ready,
-                            exists=lambda n: storage.exists(walnames.parse(n).object_key()))
+                            settings.prefetch, settings.upload_concurrency, ready)
 
     try:
         prefetch.start(settings, pdir, run)
