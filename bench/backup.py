@@ -30,7 +30,7 @@ walrus backup-push --delta (its chain: full, d1, d2) against pgBackRest --type=i
 previous backup) and, after the second change, --type=diff (based on its full). Time and stored
 bytes of each, ratios to walrus; walrus's last delta is restored and its checksum compared.
 
-Usage: .venv/bin/python bench/backup.py [--quick] [--scales 20,100,300] [--repeat 3] [--only NAME,...]
+Usage: .venv/bin/python bench/backup.py [--quick] [--scales 20,100,300] [--repeat 1] [--only NAME,...]
        .venv/bin/python bench/backup.py --scenario delta [--scales 50] [--repeat 1]
 """
 import argparse
@@ -217,6 +217,9 @@ class Floor(Tool):
 
 
 TOOL_NAMES = ["walrus-http", "walrus-https", "pgbackrest-lz4", "pgbackrest-gz", "barman-cloud", "floor"]
+# walrus-https (what TLS costs) and pgbackrest-gz (pgBackRest's default codec, slower than its lz4)
+# are run on request: the default compares each peer at its fastest.
+DEFAULT_TOOLS = ["walrus-http", "pgbackrest-lz4", "barman-cloud", "floor"]
 BASELINE = "walrus-baseline"  # only with --baseline-walrus: another walrus (e.g. before a change), over http
 
 
@@ -860,12 +863,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="scale 20 only")
     parser.add_argument("--scales", help="comma-separated pgbench scales (default 20,100,300; 20 with --quick)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="repetitions per tool and scale (medians reported; 0 with --profile: the profile only)")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="repetitions per tool and scale, medians reported (default 3 with --quick, 1 in full "
+                             "mode, whose runs are long; 0 with --profile: the profile only)")
     parser.add_argument("--baseline-walrus", metavar="PATH",
                         help="also measure this walrus executable (tool %s, http; e.g. a checkout before a change: "
                              "its venv must be executable by postgres)" % BASELINE)
-    parser.add_argument("--only", help="comma-separated tools (%s)" % ", ".join(TOOL_NAMES))
+    parser.add_argument("--only", help="comma-separated tools (%s; default %s)" % (", ".join(TOOL_NAMES),
+                                                                                     ",".join(DEFAULT_TOOLS)))
     parser.add_argument("--quiet-wait", type=int, default=10,
                         help="seconds to wait, before each timed step, for other load on the machine to settle")
     parser.add_argument("--profile", dest="profile", action="store_true", default=True,
@@ -885,13 +890,15 @@ def main():
         args.quick, args.repeat = report["mode"] == "quick", report["repeat"]
         publish(args, report, time.time() - report.get("bench_seconds", 0), final=report.get("complete", True))
         return 0
+    if args.repeat is None:
+        args.repeat = 3 if args.quick else 1
     default_scales = ("20" if args.quick else "50") if args.scenario == "delta" else ("20" if args.quick else "20,100,300")
     scales = [int(s) for s in (args.scales or default_scales).split(",")]
     if args.scenario == "delta":
         return main_delta(args, scales)
     if os.geteuid() != 0:
         parser.error("run as root (servers and tools run as the postgres user)")
-    names = args.only.split(",") if args.only else TOOL_NAMES + ([BASELINE] if args.baseline_walrus else [])
+    names = args.only.split(",") if args.only else DEFAULT_TOOLS + ([BASELINE] if args.baseline_walrus else [])
     unknown = set(names) - set(TOOL_NAMES + ([BASELINE] if args.baseline_walrus else []))
     if unknown:
         parser.error("unknown tool(s): %s" % ", ".join(sorted(unknown)))

@@ -23,7 +23,7 @@ Method (one run, one SeaweedFS, one source cluster):
   5. Unless --no-profile: one more walrus prefetch-on replay with a restore_command wrapper that
      logs the start and end of every call (not in the table): where replay waits for WAL.
 
-Usage: .venv/bin/python bench/pitr.py [--quick] [--wal-gb 2] [--scale 20] [--repeat 2] [--only NAME,...]
+Usage: .venv/bin/python bench/pitr.py [--quick] [--wal-gb 1] [--scale 20] [--repeat 2] [--only NAME,...]
 """
 import argparse
 import collections
@@ -519,8 +519,8 @@ def publish(args, report, started):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="0.75 GB of WAL, one repetition")
-    parser.add_argument("--wal-gb", type=float, help="GB of WAL to replay (default 2; 0.75 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="0.4 GB of WAL, one repetition")
+    parser.add_argument("--wal-gb", type=float, help="GB of WAL to replay (default 1; 0.4 with --quick)")
     parser.add_argument("--scale", type=int, default=20, help="pgbench scale of the source (default 20)")
     parser.add_argument("--repeat", type=int, help="repetitions per variant (default 2; 1 with --quick)")
     parser.add_argument("--only", help="comma-separated variants (%s)" % ", ".join(VARIANTS))
@@ -542,7 +542,7 @@ def main():
         return 0
     if os.geteuid() != 0:
         parser.error("run as root (servers and tools run as the postgres user)")
-    args.wal_gb = args.wal_gb or (0.75 if args.quick else 2.0)
+    args.wal_gb = args.wal_gb or (0.4 if args.quick else 1.0)
     args.repeat = args.repeat if args.repeat is not None else (1 if args.quick else 2)
     names = args.only.split(",") if args.only else VARIANTS
     unknown = set(names) - set(VARIANTS)

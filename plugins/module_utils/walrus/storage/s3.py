@@ -148,34 +148,39 @@ class S3Storage(Storage):
             return False
 
     def put_stream(self, key, chunks, overwrite=False):
-        """Multipart upload in parts of MULTIPART_SIZE (a single put for small objects); the
-        object appears only when the upload completes, so a failed one leaves nothing."""
-        buffer, parts, upload_id, size = bytearray(), [], None, 0
+        """Multipart upload in parts of at least MULTIPART_SIZE (a single put for small objects);
+        the object appears only when the upload completes, so a failed one leaves nothing.
+        A part is the join of the chunks that filled it (S3 needs no exact part size), so memory
+        holds at most about two parts per upload: the chunks and their join, no slicing copies."""
+        pending, pending_bytes, parts, upload_id, size = [], 0, [], None, 0
         full_key = self._key(key)
+
+        def upload_part(body):
+            number = len(parts) + 1
+            etag = self._call("put", key, self.client.upload_part, Bucket=self.bucket, Key=full_key,
+                              UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
+            parts.append({"ETag": etag, "PartNumber": number})
+
         try:
             for chunk in chunks:
-                buffer += chunk
+                pending.append(bytes(chunk))
+                pending_bytes += len(chunk)
                 size += len(chunk)
-                while len(buffer) >= MULTIPART_SIZE:
+                if pending_bytes >= MULTIPART_SIZE:
                     if upload_id is None:
                         if not overwrite and not self.settings.s3_conditional_writes and self.exists(key):
                             raise ObjectExists("object %s already exists" % self.describe(key))
                         upload_id = self._call("put", key, self.client.create_multipart_upload, Bucket=self.bucket,
                                                Key=full_key, **self._extra)["UploadId"]
-                    body = bytes(buffer[:MULTIPART_SIZE])
-                    del buffer[:MULTIPART_SIZE]
-                    number = len(parts) + 1
-                    etag = self._call("put", key, self.client.upload_part, Bucket=self.bucket, Key=full_key,
-                                      UploadId=upload_id, PartNumber=number, Body=body)["ETag"]
-                    parts.append({"ETag": etag, "PartNumber": number})
+                    body = b"".join(pending)
+                    pending, pending_bytes = [], 0
+                    upload_part(body)
+                    del body
             if upload_id is None:
-                self.put(key, bytes(buffer), overwrite)
+                self.put(key, b"".join(pending), overwrite)
                 return size
-            if buffer:
-                number = len(parts) + 1
-                etag = self._call("put", key, self.client.upload_part, Bucket=self.bucket, Key=full_key,
-                                  UploadId=upload_id, PartNumber=number, Body=bytes(buffer))["ETag"]
-                parts.append({"ETag": etag, "PartNumber": number})
+            if pending:
+                upload_part(b"".join(pending))
             params = dict(Bucket=self.bucket, Key=full_key, UploadId=upload_id, MultipartUpload={"Parts": parts})
             if not overwrite and self.settings.s3_conditional_writes:
                 params["IfNoneMatch"] = "*"
