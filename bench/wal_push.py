@@ -219,7 +219,8 @@ def make_template(ctx):
     ctx.clusters.append(cluster)
     cluster.initdb()
     cluster.configure(wal_level="replica", archive_mode="on", archive_command="'/bin/false'",
-                      archive_timeout="0", max_wal_size="'4GB'", shared_buffers="'256MB'")
+                      archive_timeout="0", max_wal_size="'4GB'", shared_buffers="'256MB'",
+                      autovacuum="off")  # its WAL would complete extra segments during a slow drain
     ctx.start(cluster, ctx.base_env({}))
     started = time.time()
     scale = max(1, n // 8)
@@ -412,7 +413,8 @@ def run_archiver(ctx, archiver, wrapper=None):
                   "archived": archived - base_archived, "failed_during_run": failed - base_failed,
                   "wal_objects_stored": stored, "machine_busy_before": background,
                   "machine_busy_during": busy, "seaweedfs_cpu_seconds": round(weed_cpu, 2)}
-        ok = result["archived"] == ctx.n and result["failed_during_run"] == 0 and (stored is None or stored >= ctx.n)
+        # At least N: background WAL (checkpoints, hint bits) may complete one more segment during a long drain.
+        ok = result["archived"] >= ctx.n and result["failed_during_run"] == 0 and (stored is None or stored >= ctx.n)
         result["ok"] = ok
         if not ok:
             log("%s: NOT OK %s\n%s" % (archiver.name, result, cluster.log_tail()))
