@@ -103,7 +103,7 @@ def pitr_rows(data):
     by = dict((s["variant"], s) for s in data.get("summaries", ()) if "total_seconds" in s)
     rows, noise = [], []
     for s in by.values():
-        noise += [x for pair in s.get("busy_before_all", []) for x in pair]
+        noise += [pair[0] for pair in s.get("busy_before_all", [])]  # the second: walrus's own worker at work
     w = by.get("walrus-prefetch")
     if w:
         src = data.get("source", {})
@@ -150,9 +150,9 @@ def markdown(report):
            "Commands: `%s`, then `%s`." % ("`, `".join(s["command"] for s in report["sources"].values()),
                                           report["command"]), "",
            "All scenarios on one machine (%s CPUs) and a SeaweedFS S3 server on loopback, peers configured as "
-           "in each scenario's own report. **Noise:** the machine was shared with other work while these ran "
-           "(busy fraction of all CPUs just before the timed steps, per scenario, below); single runs of a few "
-           "seconds can be off by 20-50%%. Medians where a scenario repeats." % report["cpus"], "",
+           "in each scenario's own report. **Noise:** %s; the busy fraction of all CPUs just before the timed "
+           "steps, per scenario, is below. Single runs of a few seconds can be off by 20-50%% on a shared machine. "
+           "Medians where a scenario repeats." % (report["cpus"], noise_words(report)), "",
            "Ratios: `peer / walrus` above 1 = walrus faster (or smaller); `walrus / floor` = how far walrus is "
            "from the floor (local cp / tar|lz4; 1 = as fast as the floor).", ""]
     for scenario in ("WAL drain", "base backup", "base restore", "delta backup", "PITR"):
@@ -184,8 +184,23 @@ def markdown(report):
 
 
 def short(what):
-    """A chart label: the headline without the parenthesised details."""
-    return what.split(" (")[0].replace("seconds per segment", "WAL drain s/segment")[:48]
+    """A chart label: the headline without the parenthesised details (but the transport, which
+    tells two WAL drain rows apart)."""
+    head, _, detail = what.partition(" (")
+    if detail.rstrip(")") in ("http", "https"):
+        head += " " + detail.rstrip(")")
+    return head.replace("seconds per segment", "WAL drain s/segment")[:48]
+
+
+QUIET = 0.1  # busy fraction of all CPUs below which the machine counts as quiet
+
+
+def noise_words(report):
+    """How the report describes the machine: quiet, or shared, from the busiest sample."""
+    busiest = report.get("busiest")
+    if busiest is not None and busiest < QUIET:
+        return "quiet machine (every CPU sample before a timed step under %d%% busy)" % (QUIET * 100)
+    return "shared machine: noisy"
 
 
 def chart(report, path):
@@ -221,7 +236,7 @@ def chart(report, path):
     for y, v in zip(ypos, values):
         ax.text(v, y, " %.2f" % v, va="center", fontsize=7)
     ax.set_xlabel("ratio (log scale). peer / walrus > 1: walrus faster. walrus / floor: distance from the floor")
-    ax.set_title("walrus benchmark %s (%s mode; shared machine: noisy)" % (report["date"], report["mode"]),
+    ax.set_title("walrus benchmark %s (%s mode; %s)" % (report["date"], report["mode"], noise_words(report).split(" (")[0]),
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -255,6 +270,9 @@ def main():
         with open(path) as handle:
             data = json.load(handle)
         rows, noise = EXTRACT[name](data)
+        samples = [v for v in noise if v is not None]
+        if samples:
+            report["busiest"] = max([report.get("busiest") or 0.0] + samples)
         report["rows"] += rows
         report["targets"] += collect_targets(name, data)
         env = data.get("environment", {})
