@@ -111,12 +111,11 @@ def _place(pdir, name, data):
     os.rename(tmp, os.path.join(pdir, name))
 
 
-def run_worker(pdir, names, fetch, depth, concurrency, ready, answer=True):
+def run_worker(pdir, names, fetch, depth, concurrency, ready):
     """Fetch names (an iterator of successive segment names) into pdir, keeping at most
     `depth` fetched-or-in-flight files ahead of recovery. fetch(name) returns the verified
-    bytes and raises (NotFound on absence) on error; either ends the look-ahead. With
-    `answer`, also answer ask() questions, and linger after the end of the look-ahead to
-    answer them."""
+    bytes and raises (NotFound on absence) on error; either ends the look-ahead. It also
+    answers ask() questions, and lingers after the end of the look-ahead to answer them."""
     from concurrent.futures import ThreadPoolExecutor
 
     if worker.acquire(pdir) is None:
@@ -137,13 +136,12 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready, answer=True):
     exhausted, last_progress = False, time.monotonic()
     try:
         while True:
-            if answer:
-                for entry in os.listdir(pdir):
-                    if entry.startswith(ASK_PREFIX) and entry not in questions:
-                        questions[entry] = pool.submit(_answer, pdir, entry, fetch)
-                for entry in [e for e, f in questions.items() if f.done()]:
-                    del questions[entry]
-                    last_progress = time.monotonic()
+            for entry in os.listdir(pdir):
+                if entry.startswith(ASK_PREFIX) and entry not in questions:
+                    questions[entry] = pool.submit(_answer, pdir, entry, fetch)
+            for entry in [e for e, f in questions.items() if f.done()]:
+                del questions[entry]
+                last_progress = time.monotonic()
             waiting = [n for n in placed if os.path.exists(os.path.join(pdir, n))]
             if len(waiting) < len(placed):
                 last_progress = time.monotonic()
@@ -164,7 +162,7 @@ def run_worker(pdir, names, fetch, depth, concurrency, ready, answer=True):
                 window = set(in_flight)
                 worker.publish(pdir, window)
             if exhausted and not in_flight and not placed and not questions and (
-                    not answer or time.monotonic() - last_progress > LINGER_SECONDS):
+                    time.monotonic() - last_progress > LINGER_SECONDS):
                 break
             if time.monotonic() - last_progress > IDLE_SECONDS:
                 break
